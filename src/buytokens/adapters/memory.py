@@ -1,0 +1,123 @@
+"""In-memory adapters: thread-safe fakes for tests and for services that embed the core."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from buytokens.domain.crediting import PurchaseTransition
+from buytokens.domain.errors import ConcurrentUpdate
+from buytokens.domain.ledger import LedgerChange, LedgerEntry
+from buytokens.domain.purchases import Purchase
+from buytokens.ports.clock import Clock
+
+
+class SystemClock:
+    """The real time, in UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class FixedClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def advance(self, delta: timedelta) -> None:
+        """Move the clock forward by ``delta``."""
+        with self._lock:
+            self._now += delta
+
+
+class UuidIdSource:
+    """Random UUID4 identifiers."""
+
+    def new_id(self) -> str:
+        return uuid.uuid4().hex
+
+
+class SequentialIdSource:
+    """Predictable identifiers for tests: ``prefix-1``, ``prefix-2``, ..."""
+
+    def __init__(self, prefix: str = "id") -> None:
+        self._prefix = prefix
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def new_id(self) -> str:
+        with self._lock:
+            return f"{self._prefix}-{next(self._counter)}"
+
+
+class InMemoryBalanceRepository:
+    """A BalanceRepository in a dict, atomic under one lock. Nothing survives the process."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self._purchases: dict[str, Purchase] = {}
+        self._balances: dict[str, int] = defaultdict(int)
+        self._entries: dict[str, list[LedgerEntry]] = defaultdict(list)
+        self._keys: dict[str, LedgerEntry] = {}
+
+    def get_purchase(self, payment_intent_id: str) -> Purchase | None:
+        with self._lock:
+            return self._purchases.get(payment_intent_id)
+
+    def add_purchase(self, purchase: Purchase) -> Purchase:
+        with self._lock:
+            return self._purchases.setdefault(purchase.payment_intent_id, purchase)
+
+    def commit(self, transition: PurchaseTransition) -> tuple[LedgerEntry, ...]:
+        purchase = transition.purchase
+        with self._lock:
+            stored = self._purchases.get(purchase.payment_intent_id)
+            stored_version = None if stored is None else stored.version
+            if stored_version != transition.expected_version:
+                raise ConcurrentUpdate(
+                    f"purchase {purchase.payment_intent_id} is at version {stored_version}, "
+                    f"not {transition.expected_version}"
+                )
+            if any(change.key in self._keys for change in transition.changes):
+                raise ConcurrentUpdate(f"purchase {purchase.payment_intent_id} already applied")
+            self._purchases[purchase.payment_intent_id] = purchase
+            return tuple(self._apply(change) for change in transition.changes)
+
+    def record_adjustment(self, change: LedgerChange) -> LedgerEntry:
+        with self._lock:
+            existing = self._keys.get(change.key)
+            if existing is not None:
+                return existing
+            return self._apply(change)
+
+    def _apply(self, change: LedgerChange) -> LedgerEntry:
+        entry = LedgerEntry.from_change(change, self._balances[change.user_id], self._clock.now())
+        self._balances[change.user_id] = entry.balance_after
+        self._entries[change.user_id].append(entry)
+        self._keys[change.key] = entry
+        return entry
+
+    def balance(self, user_id: str) -> int:
+        with self._lock:
+            return self._balances.get(user_id, 0)
+
+    def purchases(self, user_id: str, limit: int = 100) -> Sequence[Purchase]:
+        with self._lock:
+            mine = [p for p in self._purchases.values() if p.user_id == user_id]
+        mine.sort(key=lambda p: (p.created_at, p.payment_intent_id), reverse=True)
+        return mine[:limit]
+
+    def ledger(self, user_id: str, limit: int = 100) -> Sequence[LedgerEntry]:
+        with self._lock:
+            return list(reversed(self._entries.get(user_id, [])))[:limit]

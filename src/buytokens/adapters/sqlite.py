@@ -1,0 +1,386 @@
+"""The embedded store: one SQLite file, safe for many threads and processes.
+
+Every write runs in a ``BEGIN IMMEDIATE`` transaction committed with
+``synchronous=FULL`` in WAL mode, so a commit that returned is on disk: the
+webhook's 2xx, which stops Stripe's retries, always follows a durable outcome.
+A second application of the same purchase transition is impossible because the
+purchase row is replaced only at its expected version and every ledger key is
+UNIQUE.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from buytokens.domain.crediting import PurchaseTransition
+from buytokens.domain.errors import ConcurrentUpdate, StoreCorrupted, StoreUnavailable
+from buytokens.domain.events import AttemptOutcome, DisputeState
+from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry
+from buytokens.domain.money import Money
+from buytokens.domain.purchases import DisputeRecord, Purchase
+from buytokens.ports.clock import Clock
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: purchases, ledger, balances
+    """
+    CREATE TABLE purchases (
+        payment_intent_id TEXT PRIMARY KEY,
+        user_id TEXT,
+        package_id TEXT,
+        tokens INTEGER NOT NULL,
+        amount INTEGER,
+        currency TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        version INTEGER NOT NULL CHECK (version >= 0),
+        status TEXT NOT NULL,
+        succeeded INTEGER NOT NULL,
+        attempt TEXT,
+        attempt_at TEXT,
+        amount_refunded INTEGER NOT NULL,
+        disputes TEXT NOT NULL,
+        review_reason TEXT,
+        tokens_credited INTEGER NOT NULL,
+        tokens_refunded INTEGER NOT NULL,
+        tokens_held INTEGER NOT NULL
+    );
+    CREATE INDEX purchases_by_user ON purchases (user_id, created_at);
+    CREATE INDEX purchases_by_status ON purchases (status);
+    CREATE TABLE ledger (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        entry_key TEXT NOT NULL UNIQUE,
+        user_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        requested INTEGER NOT NULL,
+        applied INTEGER NOT NULL,
+        shortfall INTEGER NOT NULL CHECK (shortfall >= 0),
+        balance_after INTEGER NOT NULL CHECK (balance_after >= 0),
+        payment_intent_id TEXT,
+        reason TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX ledger_by_user ON ledger (user_id, seq);
+    CREATE TABLE balances (
+        user_id TEXT PRIMARY KEY,
+        token_credits INTEGER NOT NULL CHECK (token_credits >= 0),
+        updated_at TEXT NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_PURCHASE_COLUMNS = (
+    "payment_intent_id, user_id, package_id, tokens, amount, currency, created_at, updated_at, "
+    "version, status, succeeded, attempt, attempt_at, amount_refunded, disputes, review_reason, "
+    "tokens_credited, tokens_refunded, tokens_held"
+)
+_LEDGER_COLUMNS = (
+    "entry_key, user_id, kind, requested, applied, shortfall, balance_after, payment_intent_id, "
+    "reason, created_at"
+)
+_INSERT_PURCHASE = (
+    f"INSERT INTO purchases ({_PURCHASE_COLUMNS}) VALUES ({', '.join('?' * 19)})"  # noqa: S608
+)
+_UPDATE_PURCHASE = (
+    "UPDATE purchases SET user_id = ?2, package_id = ?3, tokens = ?4, amount = ?5, currency = ?6, "
+    "created_at = ?7, updated_at = ?8, version = ?9, status = ?10, succeeded = ?11, attempt = ?12, "
+    "attempt_at = ?13, amount_refunded = ?14, disputes = ?15, review_reason = ?16, "
+    "tokens_credited = ?17, tokens_refunded = ?18, tokens_held = ?19 "
+    "WHERE payment_intent_id = ?1 AND version = ?20"
+)
+_INSERT_ENTRY = f"INSERT INTO ledger ({_LEDGER_COLUMNS}) VALUES ({', '.join('?' * 10)})"  # noqa: S608
+_UPSERT_BALANCE = (
+    "INSERT INTO balances (user_id, token_credits, updated_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (user_id) DO UPDATE SET token_credits = excluded.token_credits, "
+    "updated_at = excluded.updated_at"
+)
+
+
+class SqliteBalanceRepository:
+    """A BalanceRepository in one SQLite file; the schema is created and migrated on first use.
+
+    ``connection_factory`` is the ``sqlite3.Connection`` subclass to connect with
+    (tracing and fault injection use it).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        clock: Clock,
+        *,
+        busy_timeout_ms: int = 10_000,
+        connection_factory: type[sqlite3.Connection] = sqlite3.Connection,
+    ) -> None:
+        self._path = str(path)
+        self._clock = clock
+        self._busy_timeout_ms = busy_timeout_ms
+        self._factory = connection_factory
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        with self._write() as conn:
+            self._migrate(conn)
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._path
+
+    # -- connections ----------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(
+                    self._path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=self._busy_timeout_ms / 1000,
+                    factory=self._factory,
+                )
+                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"cannot open SQLite store {self._path}: {exc}") from exc
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every connection this repository opened."""
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite store is busy: {exc}") from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _read(self, sql: str, params: Sequence[object]) -> list[Any]:
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreCorrupted(
+                f"{self._path} has schema version {version}, newer than this buytokens "
+                f"({SCHEMA_VERSION}); upgrade buytokens"
+            )
+        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+
+    # -- BalanceRepository ----------------------------------------------------
+
+    def get_purchase(self, payment_intent_id: str) -> Purchase | None:
+        rows = self._read(
+            f"SELECT {_PURCHASE_COLUMNS} FROM purchases WHERE payment_intent_id = ?",  # noqa: S608
+            (payment_intent_id,),
+        )
+        return _purchase_from_row(rows[0]) if rows else None
+
+    def add_purchase(self, purchase: Purchase) -> Purchase:
+        with self._guarded(), self._write() as conn:
+            row = conn.execute(
+                f"SELECT {_PURCHASE_COLUMNS} FROM purchases WHERE payment_intent_id = ?",  # noqa: S608
+                (purchase.payment_intent_id,),
+            ).fetchone()
+            if row is not None:
+                return _purchase_from_row(row)
+            conn.execute(_INSERT_PURCHASE, _purchase_row(purchase))
+            return purchase
+
+    def commit(self, transition: PurchaseTransition) -> tuple[LedgerEntry, ...]:
+        purchase = transition.purchase
+        with self._guarded(), self._write() as conn:
+            try:
+                if transition.expected_version is None:
+                    conn.execute(_INSERT_PURCHASE, _purchase_row(purchase))
+                else:
+                    cursor = conn.execute(
+                        _UPDATE_PURCHASE, (*_purchase_row(purchase), transition.expected_version)
+                    )
+                    if cursor.rowcount != 1:
+                        raise ConcurrentUpdate(
+                            f"purchase {purchase.payment_intent_id} is no longer at version "
+                            f"{transition.expected_version}"
+                        )
+                return tuple(self._apply(conn, change) for change in transition.changes)
+            except sqlite3.IntegrityError as exc:
+                raise ConcurrentUpdate(
+                    f"purchase {purchase.payment_intent_id} was changed concurrently: {exc}"
+                ) from exc
+
+    def record_adjustment(self, change: LedgerChange) -> LedgerEntry:
+        with self._guarded(), self._write() as conn:
+            row = conn.execute(
+                f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE entry_key = ?",  # noqa: S608
+                (change.key,),
+            ).fetchone()
+            if row is not None:
+                return _entry_from_row(row)
+            return self._apply(conn, change)
+
+    def _apply(self, conn: sqlite3.Connection, change: LedgerChange) -> LedgerEntry:
+        row = conn.execute(
+            "SELECT token_credits FROM balances WHERE user_id = ?", (change.user_id,)
+        ).fetchone()
+        entry = LedgerEntry.from_change(change, row[0] if row else 0, self._clock.now())
+        conn.execute(_INSERT_ENTRY, _entry_row(entry))
+        conn.execute(
+            _UPSERT_BALANCE, (entry.user_id, entry.balance_after, entry.created_at.isoformat())
+        )
+        return entry
+
+    def balance(self, user_id: str) -> int:
+        rows = self._read("SELECT token_credits FROM balances WHERE user_id = ?", (user_id,))
+        return int(rows[0][0]) if rows else 0
+
+    def purchases(self, user_id: str, limit: int = 100) -> Sequence[Purchase]:
+        rows = self._read(
+            f"SELECT {_PURCHASE_COLUMNS} FROM purchases WHERE user_id = ? "  # noqa: S608
+            "ORDER BY created_at DESC, payment_intent_id DESC LIMIT ?",
+            (user_id, limit),
+        )
+        return [_purchase_from_row(row) for row in rows]
+
+    def ledger(self, user_id: str, limit: int = 100) -> Sequence[LedgerEntry]:
+        rows = self._read(
+            f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE user_id = ? "  # noqa: S608
+            "ORDER BY seq DESC LIMIT ?",
+            (user_id, limit),
+        )
+        return [_entry_from_row(row) for row in rows]
+
+    def ledger_sum(self, user_id: str) -> int:
+        """The sum of the user's applied ledger deltas (equals the balance in this store)."""
+        rows = self._read(
+            "SELECT COALESCE(SUM(applied), 0) FROM ledger WHERE user_id = ?", (user_id,)
+        )
+        return int(rows[0][0])
+
+    @contextmanager
+    def _guarded(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.IntegrityError as exc:
+            raise StoreCorrupted(f"SQLite store rejected a write: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _purchase_row(p: Purchase) -> tuple[object, ...]:
+    disputes = json.dumps([[d.dispute_id, d.amount, d.state.value] for d in p.disputes])
+    return (
+        p.payment_intent_id,
+        p.user_id,
+        p.package_id,
+        p.tokens,
+        None if p.price is None else p.price.amount,
+        None if p.price is None else p.price.currency,
+        p.created_at.isoformat(),
+        p.updated_at.isoformat(),
+        p.version,
+        p.status.value,
+        int(p.succeeded),
+        None if p.attempt is None else p.attempt.value,
+        _iso(p.attempt_at),
+        p.amount_refunded,
+        disputes,
+        p.review_reason,
+        p.tokens_credited,
+        p.tokens_refunded,
+        p.tokens_held,
+    )
+
+
+def _purchase_from_row(row: Sequence[Any]) -> Purchase:
+    (pi, user, package, tokens, amount, currency, created, updated, version, _status,
+     succeeded, attempt, attempt_at, refunded, disputes, review, credited, tk_refunded,
+     held) = row  # fmt: skip
+    parse = datetime.fromisoformat
+    return Purchase(
+        payment_intent_id=str(pi),
+        user_id=None if user is None else str(user),
+        package_id=None if package is None else str(package),
+        tokens=int(tokens),
+        price=None if amount is None else Money(int(amount), str(currency)),
+        created_at=parse(created),
+        updated_at=parse(updated),
+        version=int(version),
+        succeeded=bool(succeeded),
+        attempt=None if attempt is None else AttemptOutcome(str(attempt)),
+        attempt_at=None if attempt_at is None else parse(attempt_at),
+        amount_refunded=int(refunded),
+        disputes=tuple(
+            DisputeRecord(str(i), int(a), DisputeState(s)) for i, a, s in json.loads(str(disputes))
+        ),
+        review_reason=None if review is None else str(review),
+        tokens_credited=int(credited),
+        tokens_refunded=int(tk_refunded),
+        tokens_held=int(held),
+    )
+
+
+def _entry_row(e: LedgerEntry) -> tuple[object, ...]:
+    return (
+        e.key,
+        e.user_id,
+        e.kind.value,
+        e.requested,
+        e.applied,
+        e.shortfall,
+        e.balance_after,
+        e.payment_intent_id,
+        e.reason,
+        e.created_at.isoformat(),
+    )
+
+
+def _entry_from_row(row: Sequence[Any]) -> LedgerEntry:
+    key, user, kind, requested, applied, shortfall, after, pi, reason, created = row
+    return LedgerEntry(
+        key=str(key),
+        user_id=str(user),
+        kind=EntryKind(str(kind)),
+        requested=int(requested),
+        applied=int(applied),
+        shortfall=int(shortfall),
+        balance_after=int(after),
+        created_at=datetime.fromisoformat(str(created)),
+        payment_intent_id=None if pi is None else str(pi),
+        reason=str(reason),
+    )

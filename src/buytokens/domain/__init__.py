@@ -1,0 +1,1 @@
+"""The pure core: money, packages, purchases, the ledger and the crediting rules."""

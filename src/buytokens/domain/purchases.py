@@ -1,0 +1,111 @@
+"""Purchases: what is known about one payment intent, and the status that follows from it.
+
+A purchase accumulates *facts* (succeeded, cumulative refund, disputes, latest
+attempt) that merge the same way whatever order events arrive in; its status is
+derived from those facts, never stored separately.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import attrs
+
+from buytokens.domain.events import AttemptOutcome, DisputeState
+from buytokens.domain.money import Money
+
+
+class PurchaseStatus(enum.StrEnum):
+    """The lifecycle states a client sees."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    DISPUTED = "disputed"
+    NEEDS_REVIEW = "needs_review"
+
+
+@attrs.frozen
+class DisputeRecord:
+    """One dispute over the purchase's charge."""
+
+    dispute_id: str
+    amount: int
+    state: DisputeState
+
+
+@attrs.frozen
+class Purchase:
+    """Everything known about one payment intent, at one version.
+
+    ``user_id`` and ``price`` are None only for an intent first heard of through a
+    refund or dispute, before its success event has arrived.
+    ``tokens_refunded`` and ``tokens_held`` are the take-backs *requested* so far;
+    what a balance could actually absorb is on the ledger entries.
+    """
+
+    payment_intent_id: str
+    user_id: str | None
+    package_id: str | None
+    tokens: int
+    price: Money | None
+    created_at: datetime
+    updated_at: datetime
+    version: int = 0
+    succeeded: bool = False
+    attempt: AttemptOutcome | None = None
+    attempt_at: datetime | None = None
+    amount_refunded: int = 0
+    disputes: tuple[DisputeRecord, ...] = ()
+    review_reason: str | None = None
+    tokens_credited: int = 0
+    tokens_refunded: int = 0
+    tokens_held: int = 0
+
+    @classmethod
+    def pending(
+        cls,
+        payment_intent_id: str,
+        user_id: str,
+        package_id: str,
+        tokens: int,
+        price: Money,
+        at: datetime,
+    ) -> Purchase:
+        """A purchase whose intent was just created and awaits payment."""
+        return cls(payment_intent_id, user_id, package_id, tokens, price, at, at)
+
+    @property
+    def status(self) -> PurchaseStatus:
+        """The client-facing status derived from the facts."""
+        if self.review_reason is not None:
+            return PurchaseStatus.NEEDS_REVIEW
+        if self.succeeded:
+            if any(d.state is not DisputeState.WON for d in self.disputes):
+                return PurchaseStatus.DISPUTED
+            if self.price is not None and self.amount_refunded >= self.price.amount:
+                return PurchaseStatus.REFUNDED
+            if self.amount_refunded > 0:
+                return PurchaseStatus.PARTIALLY_REFUNDED
+            return PurchaseStatus.SUCCEEDED
+        if self.attempt is AttemptOutcome.PROCESSING:
+            return PurchaseStatus.PROCESSING
+        if self.attempt in (AttemptOutcome.FAILED, AttemptOutcome.CANCELED):
+            return PurchaseStatus.FAILED
+        return PurchaseStatus.PENDING
+
+    @property
+    def tokens_taken_back(self) -> int:
+        """Tokens requested back so far for refunds and open or lost disputes."""
+        return self.tokens_refunded + self.tokens_held
+
+    def dispute(self, dispute_id: str) -> DisputeRecord | None:
+        """The record of one dispute, if known."""
+        for record in self.disputes:
+            if record.dispute_id == dispute_id:
+                return record
+        return None

@@ -1,0 +1,1 @@
+"""The ways in: the CLI and the HTTP app."""

@@ -1,0 +1,1 @@
+"""The roles the application needs filled, as small Protocols."""

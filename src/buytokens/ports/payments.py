@@ -1,0 +1,39 @@
+"""The payment provider."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Protocol
+
+from buytokens.domain.checkout import IntentRequest, IntentSnapshot, ReceivedEvent
+
+
+class PaymentGateway(Protocol):
+    """Creates payment intents, reads them back, and verifies the provider's events.
+
+    Errors: ``PaymentDeclined`` (tell the user), ``GatewayUnavailable`` (retry later),
+    ``GatewayRejected`` (our request or credentials are wrong: alert an operator).
+    """
+
+    def create_payment_intent(self, request: IntentRequest) -> IntentSnapshot:
+        """Create an intent for the package's price with metadata userId, packageId,
+        tokens and purchaseId; the same ``purchase_id`` never charges twice."""
+        ...
+
+    def retrieve_payment_intent(self, payment_intent_id: str) -> IntentSnapshot:
+        """The intent as the provider has it now; ``NotFound`` if it has none."""
+        ...
+
+    def parse_webhook(self, payload: bytes, signature_header: str | None) -> ReceivedEvent:
+        """Verify the signature over the raw ``payload`` and parse the event.
+
+        Raises ``InvalidWebhook`` for a missing, forged or stale signature or a body
+        that is not an event. A genuine event of a type we do not act on comes back
+        with ``payment_event`` None.
+        """
+        ...
+
+    def events_since(self, since: datetime) -> Iterator[ReceivedEvent]:
+        """The provider's events created at or after ``since``, oldest first."""
+        ...

@@ -1,0 +1,1 @@
+"""Use cases: each one a verb that drives the domain through the ports."""

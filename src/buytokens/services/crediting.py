@@ -1,0 +1,83 @@
+"""Applying payment events and admin adjustments to balances."""
+
+from __future__ import annotations
+
+import attrs
+
+from buytokens.domain.catalogue import Catalogue
+from buytokens.domain.crediting import Decision, Disposition, decide
+from buytokens.domain.errors import ConcurrentUpdate, UserError
+from buytokens.domain.events import PaymentEvent
+from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry
+from buytokens.domain.purchases import Purchase
+from buytokens.ports.balances import BalanceRepository
+from buytokens.ports.clock import Clock, IdSource
+
+# Each retry re-reads the purchase; contention on one intent is a handful of
+# concurrent deliveries at most, so a conflict that persists this long is a fault.
+MAX_ATTEMPTS = 50
+
+
+@attrs.frozen
+class Applied:
+    """What applying one event did: the decision, the stored purchase and new ledger entries."""
+
+    disposition: Disposition
+    purchase: Purchase | None
+    entries: tuple[LedgerEntry, ...] = ()
+    reason: str = ""
+
+
+def apply_payment_event(
+    event: PaymentEvent, store: BalanceRepository, catalogue: Catalogue, clock: Clock
+) -> Applied:
+    """Apply ``event`` exactly once, however often and concurrently it is delivered.
+
+    Reads the purchase, decides, and commits at the version read; a concurrent
+    writer makes the commit fail as a whole, and the loop decides again on the
+    fresh state, where an event already applied decides nothing.
+    """
+    for _ in range(MAX_ATTEMPTS):
+        current = store.get_purchase(event.payment_intent_id)
+        decision: Decision = decide(current, event, catalogue, clock.now())
+        if decision.transition is None:
+            return Applied(decision.disposition, current, reason=decision.reason)
+        try:
+            entries = store.commit(decision.transition)
+        except ConcurrentUpdate:
+            continue
+        return Applied(decision.disposition, decision.transition.purchase, entries, decision.reason)
+    raise ConcurrentUpdate(
+        f"payment intent {event.payment_intent_id} kept changing under "
+        f"{MAX_ATTEMPTS} attempts; retry later"
+    )
+
+
+def grant_tokens(
+    user_id: str,
+    tokens: int,
+    reason: str,
+    store: BalanceRepository,
+    ids: IdSource,
+    *,
+    key: str | None = None,
+) -> LedgerEntry:
+    """Add (or, negative, deduct) tokens by hand, on the ledger with ``reason``.
+
+    A deduction never takes a balance below zero; what it could not take is the
+    entry's shortfall. Passing the same ``key`` twice grants once.
+    """
+    if not user_id.strip():
+        raise UserError("user id must not be empty")
+    if tokens == 0:
+        raise UserError("tokens must not be zero")
+    if not reason.strip():
+        raise UserError("a reason is required for the audit trail")
+    change = LedgerChange(
+        key=f"admin:{key or ids.new_id()}",
+        user_id=user_id,
+        kind=EntryKind.ADMIN,
+        tokens=tokens,
+        reason=reason.strip(),
+    )
+    return store.record_adjustment(change)
