@@ -210,6 +210,9 @@ def _rebalance(
             )
         )
     settled = attrs.evolve(purchase, tokens_refunded=refund_target, tokens_held=held_target)
+    # Releases first: a take-back settled against a balance that a release in the
+    # same transition is about to raise would record a shortfall that is not real.
+    changes.sort(key=lambda change: change.tokens < 0)
     return settled, tuple(changes)
 
 

@@ -1,0 +1,271 @@
+"""The crediting rules, driven through the use case with the in-memory store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from buytokens.adapters.memory import FixedClock, InMemoryBalanceRepository, SequentialIdSource
+from buytokens.domain.catalogue import DEFAULT_CATALOGUE
+from buytokens.domain.crediting import Disposition
+from buytokens.domain.errors import UserError
+from buytokens.domain.events import (
+    AttemptOutcome,
+    ChargeRefunded,
+    DisputeChanged,
+    DisputeState,
+    PaymentAttempted,
+    PaymentEvent,
+    PaymentSucceeded,
+)
+from buytokens.domain.ledger import EntryKind
+from buytokens.domain.money import Money
+from buytokens.domain.purchases import Purchase, PurchaseStatus
+from buytokens.services.crediting import Applied, apply_payment_event, grant_tokens
+
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+PRICE = Money(3_500, "cny")  # package_500k
+TOKENS = 500_000
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    """A stopped clock."""
+    return FixedClock(T0)
+
+
+@pytest.fixture
+def store(clock: FixedClock) -> InMemoryBalanceRepository:
+    """An empty in-memory store."""
+    return InMemoryBalanceRepository(clock)
+
+
+def _succeeded(pi: str = "pi_1", amount: Money = PRICE, user: str | None = "alice", package: str | None = "package_500k") -> PaymentSucceeded:
+    return PaymentSucceeded(f"evt_{pi}_ok", pi, amount, user, package, T0)
+
+
+def _refund(total: int, pi: str = "pi_1") -> ChargeRefunded:
+    return ChargeRefunded(f"evt_rf_{total}", pi, Money(total, "cny"), T0)
+
+
+def _dispute(state: DisputeState, amount: int = 3_500, dispute: str = "dp_1", pi: str = "pi_1") -> DisputeChanged:
+    return DisputeChanged(f"evt_{dispute}_{state}", pi, dispute, Money(amount, "cny"), state, T0)
+
+
+def _attempt(outcome: AttemptOutcome, seconds: int) -> PaymentAttempted:
+    return PaymentAttempted(f"evt_{outcome}_{seconds}", "pi_1", outcome, T0 + timedelta(seconds=seconds))
+
+
+class _Harness:
+    def __init__(self, store: InMemoryBalanceRepository, clock: FixedClock) -> None:
+        self.store, self.clock = store, clock
+
+    def apply(self, event: PaymentEvent) -> Applied:
+        return apply_payment_event(event, self.store, DEFAULT_CATALOGUE, self.clock)
+
+    def status(self, pi: str = "pi_1") -> PurchaseStatus:
+        purchase = self.store.get_purchase(pi)
+        assert purchase is not None
+        return purchase.status
+
+
+@pytest.fixture
+def shop(store: InMemoryBalanceRepository, clock: FixedClock) -> _Harness:
+    """The use case bound to the store, with alice's pending purchase of package_500k."""
+    store.add_purchase(Purchase.pending("pi_1", "alice", "package_500k", TOKENS, PRICE, T0))
+    return _Harness(store, clock)
+
+
+def test_success_credits_the_package_tokens(shop: _Harness) -> None:
+    """A genuine success credits the package's tokens and marks the purchase succeeded."""
+    applied = shop.apply(_succeeded())
+    assert applied.disposition is Disposition.APPLIED
+    assert [(e.kind, e.applied) for e in applied.entries] == [(EntryKind.PURCHASE, TOKENS)]
+    assert shop.store.balance("alice") == TOKENS
+    assert shop.status() is PurchaseStatus.SUCCEEDED
+
+
+def test_duplicate_webhook_credits_once(shop: _Harness) -> None:
+    """The same success delivered again decides nothing."""
+    shop.apply(_succeeded())
+    again = shop.apply(_succeeded())
+    assert again.disposition is Disposition.DUPLICATE
+    assert again.entries == ()
+    assert shop.store.balance("alice") == TOKENS
+
+
+def test_an_intent_never_seen_is_credited_from_its_metadata(store: InMemoryBalanceRepository, clock: FixedClock) -> None:
+    """A success for an intent another instance created credits from metadata and the catalogue."""
+    applied = _Harness(store, clock).apply(_succeeded("pi_other", user="bob"))
+    assert applied.disposition is Disposition.APPLIED
+    assert store.balance("bob") == TOKENS
+    purchase = store.get_purchase("pi_other")
+    assert purchase is not None
+    assert (purchase.user_id, purchase.package_id, purchase.price) == ("bob", "package_500k", PRICE)
+
+
+@pytest.mark.parametrize(
+    ("event", "why"),
+    [
+        (_succeeded(amount=Money(1, "cny")), "paid 1 cny but the package costs 3500 cny"),
+        (_succeeded(amount=Money(3_500, "usd")), "paid 3500 usd"),
+        (_succeeded(user=None), "no userId/packageId metadata"),
+        (_succeeded(package=None), "no userId/packageId metadata"),
+        (_succeeded(user="mallory"), "differs from the purchaser"),
+        (_succeeded(package="package_10m"), "differs from"),
+    ],
+)
+def test_an_inconsistent_success_is_flagged_and_credits_nothing(shop: _Harness, event: PaymentSucceeded, why: str) -> None:
+    """Amount, currency, owner or package that disagree leave the purchase in review, uncredited."""
+    applied = shop.apply(event)
+    assert applied.disposition is Disposition.NEEDS_REVIEW
+    assert why in applied.reason
+    assert shop.status() is PurchaseStatus.NEEDS_REVIEW
+    assert shop.store.balance("alice") == 0
+    assert shop.store.balance("mallory") == 0
+    assert shop.apply(event).disposition is Disposition.DUPLICATE
+
+
+def test_an_unknown_package_is_flagged(store: InMemoryBalanceRepository, clock: FixedClock) -> None:
+    """Metadata naming a package we do not sell credits nothing."""
+    applied = _Harness(store, clock).apply(_succeeded("pi_x", package="package_free"))
+    assert applied.disposition is Disposition.NEEDS_REVIEW
+    assert "unknown package" in applied.reason
+    assert store.balance("alice") == 0
+
+
+def test_a_late_failure_never_undoes_a_success(shop: _Harness) -> None:
+    """payment_failed or processing after success change nothing."""
+    shop.apply(_succeeded())
+    for outcome in AttemptOutcome:
+        assert shop.apply(_attempt(outcome, 99)).disposition is Disposition.DUPLICATE
+    assert shop.status() is PurchaseStatus.SUCCEEDED
+    assert shop.store.balance("alice") == TOKENS
+
+
+def test_attempts_resolve_by_their_own_time_not_arrival(shop: _Harness) -> None:
+    """A failure that happened before a later retry's processing does not override it."""
+    shop.apply(_attempt(AttemptOutcome.PROCESSING, 20))
+    assert shop.apply(_attempt(AttemptOutcome.FAILED, 10)).disposition is Disposition.DUPLICATE
+    assert shop.status() is PurchaseStatus.PROCESSING
+    shop.apply(_attempt(AttemptOutcome.FAILED, 30))
+    assert shop.status() is PurchaseStatus.FAILED
+
+
+def test_an_attempt_on_an_unknown_intent_is_ignored(store: InMemoryBalanceRepository, clock: FixedClock) -> None:
+    """Nothing is stored for a failure of an intent we never saw."""
+    applied = _Harness(store, clock).apply(_attempt(AttemptOutcome.FAILED, 1))
+    assert applied.disposition is Disposition.IGNORED
+    assert store.get_purchase("pi_1") is None
+
+
+def test_refunds_take_back_the_cumulative_share_once(shop: _Harness) -> None:
+    """Partial then full refunds, duplicated and reordered, take back exactly the package."""
+    shop.apply(_succeeded())
+    shop.apply(_refund(700))
+    assert shop.store.balance("alice") == TOKENS - 100_000
+    assert shop.status() is PurchaseStatus.PARTIALLY_REFUNDED
+    assert shop.apply(_refund(700)).disposition is Disposition.DUPLICATE
+    shop.apply(_refund(3_500))
+    assert shop.apply(_refund(700)).disposition is Disposition.DUPLICATE
+    assert shop.store.balance("alice") == 0
+    assert shop.status() is PurchaseStatus.REFUNDED
+    refunds = [e for e in shop.store.ledger("alice") if e.kind is EntryKind.REFUND]
+    assert sorted(e.requested for e in refunds) == [-400_000, -100_000]
+
+
+def test_a_refund_before_the_success_is_settled_when_the_success_arrives(shop: _Harness) -> None:
+    """Out of order: refund first, then success, nets to the unrefunded share."""
+    assert shop.apply(_refund(1_750)).entries == ()
+    shop.apply(_succeeded())
+    assert shop.store.balance("alice") == TOKENS // 2
+    assert shop.status() is PurchaseStatus.PARTIALLY_REFUNDED
+
+
+def test_a_refund_for_an_unknown_intent_is_remembered(store: InMemoryBalanceRepository, clock: FixedClock) -> None:
+    """A refund that outruns the success of a foreign intent is applied once the success arrives."""
+    shop = _Harness(store, clock)
+    shop.apply(_refund(3_500, pi="pi_foreign"))
+    shop.apply(_succeeded("pi_foreign", user="bob"))
+    assert store.balance("bob") == 0
+    assert shop.status("pi_foreign") is PurchaseStatus.REFUNDED
+
+
+def test_a_refund_after_the_tokens_were_spent_records_a_shortfall(shop: _Harness) -> None:
+    """The balance stops at zero and the uncollectable rest is on the ledger entry."""
+    shop.apply(_succeeded())
+    grant_tokens("alice", -400_000, "spent on chats", shop.store, SequentialIdSource())
+    applied = shop.apply(_refund(3_500))
+    (entry,) = applied.entries
+    assert (entry.requested, entry.applied, entry.shortfall) == (-TOKENS, -100_000, 400_000)
+    assert shop.store.balance("alice") == 0
+
+
+def test_a_dispute_holds_and_a_won_dispute_releases_once(shop: _Harness) -> None:
+    """Opened twice then won twice: held once, released once."""
+    shop.apply(_succeeded())
+    shop.apply(_dispute(DisputeState.OPEN))
+    shop.apply(_dispute(DisputeState.OPEN))
+    assert shop.store.balance("alice") == 0
+    assert shop.status() is PurchaseStatus.DISPUTED
+    shop.apply(_dispute(DisputeState.WON))
+    shop.apply(_dispute(DisputeState.WON))
+    assert shop.store.balance("alice") == TOKENS
+    assert shop.status() is PurchaseStatus.SUCCEEDED
+    assert [e.requested for e in shop.store.ledger("alice") if e.kind is EntryKind.DISPUTE] == [TOKENS, -TOKENS]
+
+
+def test_a_lost_dispute_keeps_the_tokens_back(shop: _Harness) -> None:
+    """A closed-lost dispute arriving before its opening still holds exactly once."""
+    shop.apply(_succeeded())
+    shop.apply(_dispute(DisputeState.LOST, amount=1_750))
+    assert shop.apply(_dispute(DisputeState.OPEN, amount=1_750)).disposition is Disposition.DUPLICATE
+    assert shop.store.balance("alice") == TOKENS // 2
+    assert shop.status() is PurchaseStatus.DISPUTED
+
+
+def test_a_release_and_a_takeback_in_one_step_settle_without_false_shortfall(shop: _Harness) -> None:
+    """When a refund supersedes a dispute hold, the release is applied before the take-back."""
+    shop.apply(_succeeded())
+    shop.apply(_dispute(DisputeState.OPEN))
+    assert shop.store.balance("alice") == 0
+    applied = shop.apply(_refund(3_500))
+    assert [e.requested for e in applied.entries] == [TOKENS, -TOKENS]
+    assert all(e.shortfall == 0 for e in applied.entries)
+    assert shop.store.balance("alice") == 0
+
+
+def test_takebacks_never_exceed_the_credit(shop: _Harness) -> None:
+    """A full refund plus a full dispute takes back the package once, not twice."""
+    shop.apply(_succeeded())
+    shop.apply(_refund(3_500))
+    shop.apply(_dispute(DisputeState.LOST))
+    purchase = shop.store.get_purchase("pi_1")
+    assert purchase is not None
+    assert purchase.tokens_taken_back == TOKENS
+    assert shop.store.balance("alice") == 0
+
+
+def test_grant_deducts_and_records_the_reason(store: InMemoryBalanceRepository) -> None:
+    """Admin grants and deductions land on the ledger with their reason."""
+    ids = SequentialIdSource()
+    grant_tokens("carol", 1_000, "welcome bonus", store, ids)
+    entry = grant_tokens("carol", -1_500, "chargeback fee", store, ids)
+    assert (entry.applied, entry.shortfall, entry.reason) == (-1_000, 500, "chargeback fee")
+    assert store.balance("carol") == 0
+
+
+def test_grant_with_the_same_key_applies_once(store: InMemoryBalanceRepository) -> None:
+    """A retried admin command with its key does not double the grant."""
+    ids = SequentialIdSource()
+    grant_tokens("dave", 10, "promo", store, ids, key="promo-1")
+    grant_tokens("dave", 10, "promo", store, ids, key="promo-1")
+    assert store.balance("dave") == 10
+
+
+@pytest.mark.parametrize(("user", "tokens", "reason"), [("", 5, "x"), ("u", 0, "x"), ("u", 5, "  ")])
+def test_grant_refuses_meaningless_input(store: InMemoryBalanceRepository, user: str, tokens: int, reason: str) -> None:
+    """Empty user, zero tokens or no reason is a user error."""
+    with pytest.raises(UserError):
+        grant_tokens(user, tokens, reason, store, SequentialIdSource())
