@@ -67,9 +67,16 @@ class InvalidCatalogue(BuyTokensError):
 
     code = "invalid_catalogue"
 
-    def __init__(self, message: str, *, field: str) -> None:
-        super().__init__(f"{field}: {message}")
+    def __init__(self, reason: str, *, field: str, source: str | None = None) -> None:
+        where = field if source is None else f"catalogue {source}: {field}"
+        super().__init__(f"{where}: {reason}")
+        self.reason = reason
         self.field = field
+        self.source = source
+
+    def in_source(self, source: str) -> InvalidCatalogue:
+        """The same problem, said of the named file."""
+        return InvalidCatalogue(self.reason, field=self.field, source=source)
 
 
 class InvalidWebhook(BuyTokensError):

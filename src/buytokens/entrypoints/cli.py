@@ -1,0 +1,163 @@
+"""The ``buytokens`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from buytokens.domain.catalogue import Catalogue
+from buytokens.domain.errors import BuyTokensError
+from buytokens.domain.ledger import LedgerEntry
+from buytokens.domain.money import Money
+from buytokens.domain.purchases import Purchase
+from buytokens.entrypoints.container import Container, create_container
+from buytokens.services.crediting import grant_tokens
+
+
+class UsageError(Exception):
+    """The command line itself is wrong."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _user_id(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise argparse.ArgumentTypeError("user id must not be empty")
+    return value
+
+
+def _tokens(value: str) -> int:
+    try:
+        tokens = int(value.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"TOKENS must be a whole number, got {value!r}") from None
+    if tokens == 0:
+        raise argparse.ArgumentTypeError("TOKENS must not be zero")
+    return tokens
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="buytokens", description="Sell token packages through Stripe.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands.add_parser("packages", help="print the catalogue")
+    balance = commands.add_parser("balance", help="print a user's token credits")
+    balance.add_argument("user_id", metavar="USER_ID", type=_user_id)
+    history = commands.add_parser("history", help="print a user's purchases and ledger entries")
+    history.add_argument("user_id", metavar="USER_ID", type=_user_id)
+    history.add_argument("--limit", type=int, default=50, help="rows of each kind (default 50)")
+    grant = commands.add_parser("grant", help="adjust a user's balance (negative deducts)")
+    grant.add_argument("user_id", metavar="USER_ID", type=_user_id)
+    grant.add_argument("tokens", metavar="TOKENS", type=_tokens)
+    grant.add_argument("--reason", required=True, help="why, for the audit trail")
+    grant.add_argument("--key", help="idempotency key: repeating the command with it grants once")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; errors are one line on stderr and a non-zero exit code."""
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _run(args, create_container())
+    except BuyTokensError as exc:
+        print(f"buytokens: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace, container: Container) -> int:
+    if args.command == "packages":
+        print(_packages_table(container.catalogue()))
+    elif args.command == "balance":
+        print(container.store().balance(args.user_id))
+    elif args.command == "history":
+        store = container.store()
+        print(_purchases_table(store.purchases(args.user_id, args.limit)))
+        print()
+        print(_ledger_table(store.ledger(args.user_id, args.limit)))
+    elif args.command == "grant":
+        entry = grant_tokens(
+            args.user_id, args.tokens, args.reason, container.store(), container.ids(), key=args.key
+        )
+        line = f"{entry.user_id}: {entry.applied:+,} tokens ({entry.reason}); balance {entry.balance_after:,}"
+        if entry.shortfall:
+            line += f"; {entry.shortfall:,} could not be deducted (balance stops at zero)"
+        print(line)
+    return 0
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    lines = [header, *rows]
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def _packages_table(catalogue: Catalogue) -> str:
+    rows = [
+        (
+            p.id,
+            p.label,
+            f"{p.tokens:,}",
+            p.price.format(),
+            p.original_price.format() if p.original_price else "",
+            f"{p.discount_percent}%" if p.discount_percent else "",
+            "popular" if p.popular else "",
+        )
+        for p in catalogue
+    ]
+    return _table(("id", "label", "tokens", "price", "was", "off", ""), rows)
+
+
+def _money(money: Money | None) -> str:
+    return "" if money is None else money.format()
+
+
+def _purchases_table(purchases: Sequence[Purchase]) -> str:
+    if not purchases:
+        return "no purchases"
+    rows = [
+        (
+            p.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            p.payment_intent_id,
+            p.package_id or "",
+            f"{p.tokens:,}",
+            _money(p.price),
+            p.status.value + (f" ({p.review_reason})" if p.review_reason else ""),
+        )
+        for p in purchases
+    ]
+    return _table(("created (UTC)", "payment intent", "package", "tokens", "amount", "status"), rows)
+
+
+def _ledger_table(entries: Sequence[LedgerEntry]) -> str:
+    if not entries:
+        return "no ledger entries"
+    rows = [
+        (
+            e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.kind.value,
+            f"{e.applied:+,}",
+            f"{e.shortfall:,}" if e.shortfall else "",
+            f"{e.balance_after:,}",
+            e.reason,
+        )
+        for e in entries
+    ]
+    return _table(("at (UTC)", "kind", "tokens", "shortfall", "balance", "reason"), rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

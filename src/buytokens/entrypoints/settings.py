@@ -1,0 +1,64 @@
+"""Settings read from the environment (names in CONTRACT.md), never printed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import attrs
+
+from buytokens.domain.errors import ConfigurationError
+
+
+STRIPE_JS_URL = "https://js.stripe.com/v3/"
+SQLITE_PATH = "./buytokens.sqlite3"
+
+
+@attrs.frozen(repr=False)
+class Settings:
+    """Everything the entrypoints read from the environment."""
+
+    jwt_secret: str | None = None
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_publishable_key: str | None = None
+    stripe_api_base: str | None = None
+    stripe_js_url: str = STRIPE_JS_URL
+    mongodb_uri: str | None = None
+    sqlite_path: str = SQLITE_PATH
+    catalogue_path: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings; empty variables count as unset."""
+        env = {k: v for k, v in (os.environ if environ is None else environ).items() if v.strip()}
+        return cls(
+            jwt_secret=env.get("JWT_SECRET"),
+            stripe_secret_key=env.get("STRIPE_SECRET_KEY"),
+            stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET"),
+            stripe_publishable_key=env.get("STRIPE_PUBLISHABLE_KEY", env.get("VITE_STRIPE_PUBLIC_KEY")),
+            stripe_api_base=env.get("STRIPE_API_BASE"),
+            stripe_js_url=env.get("STRIPE_JS_URL", STRIPE_JS_URL),
+            mongodb_uri=env.get("MONGODB_URI"),
+            sqlite_path=env.get("BUYTOKENS_SQLITE_PATH", SQLITE_PATH),
+            catalogue_path=env.get("BUYTOKENS_CATALOGUE"),
+        )
+
+    def require(self, *names: str) -> None:
+        """Raise ConfigurationError naming every listed variable that is unset."""
+        missing = [name for name in names if getattr(self, _FIELDS[name]) is None]
+        if missing:
+            raise ConfigurationError(f"missing required environment variable(s): {', '.join(missing)}")
+
+    def __repr__(self) -> str:
+        shown = {name: ("set" if getattr(self, field) else "unset") for name, field in _FIELDS.items()}
+        return f"Settings({shown})"
+
+
+_FIELDS = {
+    "JWT_SECRET": "jwt_secret",
+    "STRIPE_SECRET_KEY": "stripe_secret_key",
+    "STRIPE_WEBHOOK_SECRET": "stripe_webhook_secret",
+    "STRIPE_PUBLISHABLE_KEY": "stripe_publishable_key",
+    "MONGODB_URI": "mongodb_uri",
+}

@@ -1,0 +1,200 @@
+"""The embedded store under crashes, many threads and many processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from buytokens.adapters.memory import FixedClock, SystemClock
+from buytokens.adapters.sqlite import SCHEMA_VERSION, SqliteBalanceRepository
+from buytokens.domain.catalogue import DEFAULT_CATALOGUE
+from buytokens.domain.errors import StoreCorrupted
+from buytokens.domain.events import ChargeRefunded, PaymentEvent, PaymentSucceeded
+from buytokens.domain.money import Money
+from buytokens.services.crediting import apply_payment_event
+
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+PACKAGE = DEFAULT_CATALOGUE.get("package_1m")
+
+
+def _succeeded(pi: str = "pi_1", user: str = "alice") -> PaymentSucceeded:
+    return PaymentSucceeded(f"evt_{pi}", pi, PACKAGE.price, user, PACKAGE.id, T0)
+
+
+class SimulatedCrash(BaseException):
+    """The process died here."""
+
+
+class CrashingConnection(sqlite3.Connection):
+    """Dies at the Nth statement and stays dead, as a killed process would."""
+
+    countdown: int | None = None
+    statements = 0
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        cls = CrashingConnection
+        cls.statements += 1
+        if cls.countdown is not None:
+            cls.countdown -= 1
+            if cls.countdown <= 0:
+                raise SimulatedCrash(sql)
+        return super().execute(sql, parameters)
+
+
+def _statements_to_apply(tmp_path: Path, history: list[PaymentEvent]) -> int:
+    store = SqliteBalanceRepository(tmp_path / "count.sqlite3", FixedClock(T0), connection_factory=CrashingConnection)
+    for event in history[:-1]:
+        apply_payment_event(event, store, DEFAULT_CATALOGUE, FixedClock(T0))
+    CrashingConnection.countdown, CrashingConnection.statements = None, 0
+    apply_payment_event(history[-1], store, DEFAULT_CATALOGUE, FixedClock(T0))
+    store.close()
+    return CrashingConnection.statements
+
+
+HISTORIES = {
+    "success": [_succeeded()],
+    "refund_after_success": [_succeeded(), ChargeRefunded("evt_rf", "pi_1", Money(2_750, "cny"), T0)],
+}
+
+
+@pytest.mark.parametrize("history_name", sorted(HISTORIES))
+def test_a_crash_at_any_statement_then_redelivery_credits_exactly_once(tmp_path: Path, history_name: str) -> None:
+    """Kill the writer at every statement of the last event's application, restart, redeliver."""
+    history = HISTORIES[history_name]
+    total = _statements_to_apply(tmp_path, history)
+    assert total >= 5  # a read, BEGIN, purchase write, ledger insert, balance upsert, COMMIT
+    expected = {"success": PACKAGE.tokens, "refund_after_success": PACKAGE.tokens // 2}[history_name]
+    for crash_at in range(1, total + 1):
+        path = tmp_path / f"crash-{crash_at}.sqlite3"
+        clock = FixedClock(T0)
+        CrashingConnection.countdown = None
+        store = SqliteBalanceRepository(path, clock, connection_factory=CrashingConnection)
+        for event in history[:-1]:
+            apply_payment_event(event, store, DEFAULT_CATALOGUE, clock)
+        CrashingConnection.countdown = crash_at
+        with pytest.raises(SimulatedCrash):
+            apply_payment_event(history[-1], store, DEFAULT_CATALOGUE, clock)
+        CrashingConnection.countdown = None
+        store.close()  # the dead process's open transaction is discarded
+
+        restarted = SqliteBalanceRepository(path, clock)
+        for _ in range(2):
+            apply_payment_event(history[-1], restarted, DEFAULT_CATALOGUE, clock)
+        assert restarted.balance("alice") == expected, crash_at
+        assert restarted.ledger_sum("alice") == expected
+        credits = [e for e in restarted.ledger("alice") if e.key == "purchase:pi_1"]
+        assert len(credits) == 1
+        restarted.close()
+
+
+def test_twenty_threads_delivering_the_same_success_credit_once(tmp_path: Path) -> None:
+    """Concurrent duplicates race on one file; exactly one wins."""
+    store = SqliteBalanceRepository(tmp_path / "threads.sqlite3", SystemClock())
+    barrier = threading.Barrier(20)
+    errors: list[BaseException] = []
+
+    def deliver() -> None:
+        try:
+            barrier.wait()
+            apply_payment_event(_succeeded(), store, DEFAULT_CATALOGUE, SystemClock())
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    _run_threads(deliver, 20)
+    assert errors == []
+    assert store.balance("alice") == PACKAGE.tokens
+    assert len(store.ledger("alice")) == 1
+    store.close()
+
+
+def test_ten_different_payments_for_a_new_user_are_all_credited(tmp_path: Path) -> None:
+    """Concurrent credits to one balance row never lose an update."""
+    store = SqliteBalanceRepository(tmp_path / "many.sqlite3", SystemClock())
+    barrier = threading.Barrier(10)
+    counter = iter(range(10))
+    lock = threading.Lock()
+
+    def deliver() -> None:
+        with lock:
+            n = next(counter)
+        barrier.wait()
+        apply_payment_event(_succeeded(f"pi_{n}", "newbie"), store, DEFAULT_CATALOGUE, SystemClock())
+
+    _run_threads(deliver, 10)
+    assert store.balance("newbie") == 10 * PACKAGE.tokens
+    assert store.ledger_sum("newbie") == 10 * PACKAGE.tokens
+    store.close()
+
+
+def _run_threads(target: Callable[[], None], count: int) -> None:
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+
+def _deliver_in_process(path: str, start: Any) -> None:
+    store = SqliteBalanceRepository(path, SystemClock())
+    start.wait()
+    for _ in range(5):
+        apply_payment_event(_succeeded(), store, DEFAULT_CATALOGUE, SystemClock())
+    store.close()
+
+
+@pytest.mark.slow
+def test_four_processes_delivering_the_same_success_credit_once(tmp_path: Path) -> None:
+    """Separate processes on one file: the unique key and version check hold across them."""
+    path = str(tmp_path / "procs.sqlite3")
+    SqliteBalanceRepository(path, SystemClock()).close()
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    processes = [context.Process(target=_deliver_in_process, args=(path, start)) for _ in range(4)]
+    for process in processes:
+        process.start()
+    start.set()
+    for process in processes:
+        process.join(timeout=120)
+    assert [p.exitcode for p in processes] == [0, 0, 0, 0]
+    store = SqliteBalanceRepository(path, SystemClock())
+    assert store.balance("alice") == PACKAGE.tokens
+    assert len(store.ledger("alice")) == 1
+    store.close()
+
+
+def test_the_store_is_durable_and_in_wal_mode(tmp_path: Path) -> None:
+    """Commits are fsync'd (synchronous=FULL) in WAL mode with a busy timeout."""
+    store = SqliteBalanceRepository(tmp_path / "pragmas.sqlite3", SystemClock())
+    conn = store._connection()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    store.close()
+
+
+def test_a_balance_survives_a_restart(tmp_path: Path) -> None:
+    """What was committed is there when the file is opened again."""
+    path = tmp_path / "restart.sqlite3"
+    first = SqliteBalanceRepository(path, SystemClock())
+    apply_payment_event(_succeeded(), first, DEFAULT_CATALOGUE, SystemClock())
+    first.close()
+    second = SqliteBalanceRepository(path, SystemClock())
+    assert second.balance("alice") == PACKAGE.tokens
+    second.close()
+
+
+def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    """A schema newer than this code is an operator error, never silently used."""
+    path = tmp_path / "future.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreCorrupted, match="newer than this buytokens"):
+        SqliteBalanceRepository(path, SystemClock())
