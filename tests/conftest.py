@@ -14,11 +14,17 @@ from buytokens.ports.balances import BalanceRepository
 from tests.support.stores import STORES
 
 settings.register_profile(
-    "ci", max_examples=300, stateful_step_count=40, deadline=None,
+    "ci",
+    max_examples=300,
+    stateful_step_count=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile(
-    "dev", max_examples=60, stateful_step_count=30, deadline=None,
+    "dev",
+    max_examples=60,
+    stateful_step_count=30,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
@@ -31,7 +37,9 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture(params=sorted(STORES))
-def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock) -> Iterator[BalanceRepository]:
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock
+) -> Iterator[BalanceRepository]:
     """Each BalanceRepository adapter in turn, empty."""
     with STORES[request.param](tmp_path, clock) as repository:
         yield repository

@@ -17,7 +17,9 @@ from buytokens.domain.purchases import DisputeRecord, Purchase
 from buytokens.ports.balances import BalanceRepository
 
 
-def _purchase(clock: FixedClock, pi: str = "pi_1", user: str = "alice", **changes: object) -> Purchase:
+def _purchase(
+    clock: FixedClock, pi: str = "pi_1", user: str = "alice", **changes: object
+) -> Purchase:
     base = Purchase.pending(pi, user, "package_100k", 100_000, Money(1_000, "cny"), clock.now())
     return attrs.evolve(base, **changes)
 
@@ -26,7 +28,9 @@ def _credit(pi: str, user: str = "alice", tokens: int = 100_000) -> LedgerChange
     return LedgerChange(credit_key(pi), user, EntryKind.PURCHASE, tokens, pi, "bought")
 
 
-def _commit_credit(store: BalanceRepository, clock: FixedClock, pi: str = "pi_1", user: str = "alice") -> Purchase:
+def _commit_credit(
+    store: BalanceRepository, clock: FixedClock, pi: str = "pi_1", user: str = "alice"
+) -> Purchase:
     purchase = _purchase(clock, pi, user, version=1, succeeded=True, tokens_credited=100_000)
     store.commit(PurchaseTransition(None, purchase, (_credit(pi, user),)))
     return purchase
@@ -69,7 +73,10 @@ def test_every_field_of_a_purchase_round_trips(store: BalanceRepository, clock: 
         attempt=AttemptOutcome.FAILED,
         attempt_at=clock.now() + timedelta(seconds=3),
         amount_refunded=250,
-        disputes=(DisputeRecord("dp_1", 500, DisputeState.OPEN), DisputeRecord("dp_2", 1, DisputeState.WON)),
+        disputes=(
+            DisputeRecord("dp_1", 500, DisputeState.OPEN),
+            DisputeRecord("dp_2", 1, DisputeState.WON),
+        ),
         review_reason="paid 1 cny but the package costs 1000 cny",
         tokens_credited=100_000,
         tokens_refunded=25_000,
@@ -79,35 +86,53 @@ def test_every_field_of_a_purchase_round_trips(store: BalanceRepository, clock: 
     assert store.get_purchase("pi_1") == purchase
 
 
-def test_a_placeholder_purchase_without_user_round_trips(store: BalanceRepository, clock: FixedClock) -> None:
+def test_a_placeholder_purchase_without_user_round_trips(
+    store: BalanceRepository, clock: FixedClock
+) -> None:
     """An intent known only from a refund, with no user or price yet, is storable."""
-    placeholder = Purchase("pi_9", None, None, 0, None, clock.now(), clock.now(), version=1, amount_refunded=10)
+    placeholder = Purchase(
+        "pi_9", None, None, 0, None, clock.now(), clock.now(), version=1, amount_refunded=10
+    )
     store.commit(PurchaseTransition(None, placeholder, ()))
     assert store.get_purchase("pi_9") == placeholder
 
 
-def test_commit_applies_changes_and_returns_entries(store: BalanceRepository, clock: FixedClock) -> None:
+def test_commit_applies_changes_and_returns_entries(
+    store: BalanceRepository, clock: FixedClock
+) -> None:
     """A committed credit raises the balance and is on the ledger with its applied delta."""
     _commit_credit(store, clock)
     assert store.balance("alice") == 100_000
     (entry,) = store.ledger("alice")
     assert (entry.key, entry.kind, entry.requested, entry.applied, entry.shortfall) == (
-        "purchase:pi_1", EntryKind.PURCHASE, 100_000, 100_000, 0,
+        "purchase:pi_1",
+        EntryKind.PURCHASE,
+        100_000,
+        100_000,
+        0,
     )
     assert entry.balance_after == 100_000
     assert entry.payment_intent_id == "pi_1"
 
 
-def test_commit_of_a_new_purchase_fails_when_one_exists(store: BalanceRepository, clock: FixedClock) -> None:
+def test_commit_of_a_new_purchase_fails_when_one_exists(
+    store: BalanceRepository, clock: FixedClock
+) -> None:
     """Expecting no purchase while one is stored writes nothing and raises ConcurrentUpdate."""
     store.add_purchase(_purchase(clock))
     with pytest.raises(ConcurrentUpdate):
-        store.commit(PurchaseTransition(None, _purchase(clock, version=1, succeeded=True), (_credit("pi_1"),)))
+        store.commit(
+            PurchaseTransition(
+                None, _purchase(clock, version=1, succeeded=True), (_credit("pi_1"),)
+            )
+        )
     assert store.balance("alice") == 0
     assert store.get_purchase("pi_1") == _purchase(clock)
 
 
-def test_commit_at_a_stale_version_writes_nothing(store: BalanceRepository, clock: FixedClock) -> None:
+def test_commit_at_a_stale_version_writes_nothing(
+    store: BalanceRepository, clock: FixedClock
+) -> None:
     """A transition from a version no longer stored is refused whole."""
     first = _commit_credit(store, clock)
     stale = PurchaseTransition(
@@ -122,7 +147,9 @@ def test_commit_at_a_stale_version_writes_nothing(store: BalanceRepository, cloc
     assert len(store.ledger("alice")) == 1
 
 
-def test_a_key_already_on_the_ledger_is_never_applied_again(store: BalanceRepository, clock: FixedClock) -> None:
+def test_a_key_already_on_the_ledger_is_never_applied_again(
+    store: BalanceRepository, clock: FixedClock
+) -> None:
     """Even at the right version, a change whose key is stored aborts the whole transition."""
     first = _commit_credit(store, clock)
     again = PurchaseTransition(1, attrs.evolve(first, version=2), (_credit("pi_1"),))
@@ -132,20 +159,33 @@ def test_a_key_already_on_the_ledger_is_never_applied_again(store: BalanceReposi
     assert store.get_purchase("pi_1") == first
 
 
-def test_a_takeback_never_drives_a_balance_below_zero(store: BalanceRepository, clock: FixedClock) -> None:
+def test_a_takeback_never_drives_a_balance_below_zero(
+    store: BalanceRepository, clock: FixedClock
+) -> None:
     """Taking back more than the balance holds takes what is there and records the shortfall."""
     first = _commit_credit(store, clock)
-    store.record_adjustment(LedgerChange("admin:spent", "alice", EntryKind.ADMIN, -90_000, reason="spent"))
+    store.record_adjustment(
+        LedgerChange("admin:spent", "alice", EntryKind.ADMIN, -90_000, reason="spent")
+    )
     refunded = attrs.evolve(first, version=2, amount_refunded=1_000, tokens_refunded=100_000)
     (entry,) = store.commit(
-        PurchaseTransition(1, refunded, (LedgerChange("refund:pi_1:2", "alice", EntryKind.REFUND, -100_000, "pi_1"),))
+        PurchaseTransition(
+            1,
+            refunded,
+            (LedgerChange("refund:pi_1:2", "alice", EntryKind.REFUND, -100_000, "pi_1"),),
+        )
     )
-    assert (entry.requested, entry.applied, entry.shortfall, entry.balance_after) == (-100_000, -10_000, 90_000, 0)
+    assert (entry.requested, entry.applied, entry.shortfall, entry.balance_after) == (
+        -100_000,
+        -10_000,
+        90_000,
+        0,
+    )
     assert store.balance("alice") == 0
 
 
 def test_adjustments_apply_once_per_key(store: BalanceRepository) -> None:
-    """Recording the same adjustment key twice changes the balance once and returns the first entry."""
+    """The same adjustment key twice changes the balance once and returns the first entry."""
     change = LedgerChange("admin:k1", "bob", EntryKind.ADMIN, 500, reason="welcome")
     first = store.record_adjustment(change)
     second = store.record_adjustment(attrs.evolve(change, tokens=9_999))
@@ -153,29 +193,41 @@ def test_adjustments_apply_once_per_key(store: BalanceRepository) -> None:
     assert store.balance("bob") == 500
 
 
-def test_purchases_are_newest_first_limited_and_private(store: BalanceRepository, clock: FixedClock) -> None:
+def test_purchases_are_newest_first_limited_and_private(
+    store: BalanceRepository, clock: FixedClock
+) -> None:
     """A user's purchases come newest first, at most ``limit``, and never another user's."""
     for n in range(5):
         store.add_purchase(_purchase(clock, f"pi_{n}"))
         clock.advance(timedelta(seconds=1))
     store.add_purchase(_purchase(clock, "pi_bob", "bob"))
-    assert [p.payment_intent_id for p in store.purchases("alice", limit=3)] == ["pi_4", "pi_3", "pi_2"]
+    assert [p.payment_intent_id for p in store.purchases("alice", limit=3)] == [
+        "pi_4",
+        "pi_3",
+        "pi_2",
+    ]
     assert [p.payment_intent_id for p in store.purchases("bob")] == ["pi_bob"]
 
 
 def test_ledger_is_newest_first_and_limited(store: BalanceRepository) -> None:
     """A user's ledger entries come newest first, at most ``limit``."""
     for n in range(4):
-        store.record_adjustment(LedgerChange(f"admin:{n}", "carol", EntryKind.ADMIN, n + 1, reason=f"r{n}"))
+        store.record_adjustment(
+            LedgerChange(f"admin:{n}", "carol", EntryKind.ADMIN, n + 1, reason=f"r{n}")
+        )
     assert [e.key for e in store.ledger("carol", limit=2)] == ["admin:3", "admin:2"]
     assert store.balance("carol") == 10
 
 
-def test_balance_equals_the_sum_of_applied_deltas(store: BalanceRepository, clock: FixedClock) -> None:
+def test_balance_equals_the_sum_of_applied_deltas(
+    store: BalanceRepository, clock: FixedClock
+) -> None:
     """Credits, clamped take-backs and adjustments add up to the balance."""
     _commit_credit(store, clock, "pi_a")
     _commit_credit(store, clock, "pi_b")
-    store.record_adjustment(LedgerChange("admin:x", "alice", EntryKind.ADMIN, -250_000, reason="spent"))
+    store.record_adjustment(
+        LedgerChange("admin:x", "alice", EntryKind.ADMIN, -250_000, reason="spent")
+    )
     store.record_adjustment(LedgerChange("admin:y", "alice", EntryKind.ADMIN, 7, reason="gift"))
     entries = store.ledger("alice")
     assert store.balance("alice") == sum(e.applied for e in entries) == 7

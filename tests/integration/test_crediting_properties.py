@@ -45,7 +45,13 @@ class _Intent:
 
     def __init__(self, pi: str, user: str, package_index: int, ours: bool, tampered: bool) -> None:
         package = PACKAGES[package_index]
-        self.pi, self.user, self.package, self.ours, self.tampered = pi, user, package, ours, tampered
+        self.pi, self.user, self.package, self.ours, self.tampered = (
+            pi,
+            user,
+            package,
+            ours,
+            tampered,
+        )
         self.paid = Money(package.price.amount + (1 if tampered else 0), package.price.currency)
         self.refunded = 0  # Stripe's cumulative refund so far
         self.disputes: dict[str, int] = {}  # dispute id -> amount
@@ -77,13 +83,19 @@ class _Intent:
                 return PurchaseStatus.DISPUTED
             if self.got_refund >= self.package.price.amount:
                 return PurchaseStatus.REFUNDED
-            return PurchaseStatus.PARTIALLY_REFUNDED if self.got_refund else PurchaseStatus.SUCCEEDED
+            return (
+                PurchaseStatus.PARTIALLY_REFUNDED if self.got_refund else PurchaseStatus.SUCCEEDED
+            )
         if not self.ours:
             return None  # attempts on intents we never stored are ignored until success
         if self.got_attempt is None:
             return PurchaseStatus.PENDING
         outcome = self.got_attempt[1]
-        return PurchaseStatus.PROCESSING if outcome is AttemptOutcome.PROCESSING else PurchaseStatus.FAILED
+        return (
+            PurchaseStatus.PROCESSING
+            if outcome is AttemptOutcome.PROCESSING
+            else PurchaseStatus.FAILED
+        )
 
 
 class CreditingMachine(RuleBasedStateMachine):
@@ -131,14 +143,23 @@ class CreditingMachine(RuleBasedStateMachine):
         if ours:
             self.store.add_purchase(
                 Purchase.pending(
-                    intent.pi, intent.user, intent.package.id, intent.package.tokens,
-                    intent.package.price, self.clock.now(),
+                    intent.pi,
+                    intent.user,
+                    intent.package.id,
+                    intent.package.tokens,
+                    intent.package.price,
+                    self.clock.now(),
                 )
             )
         self._emit(
             intent,
             PaymentSucceeded(
-                f"evt_ok_{intent.pi}", intent.pi, intent.paid, intent.user, intent.package.id, self._tick()
+                f"evt_ok_{intent.pi}",
+                intent.pi,
+                intent.paid,
+                intent.user,
+                intent.package.id,
+                self._tick(),
             ),
         )
 
@@ -156,8 +177,10 @@ class CreditingMachine(RuleBasedStateMachine):
         self._emit(
             intent,
             ChargeRefunded(
-                f"evt_rf_{intent.pi}_{intent.refunded}", intent.pi,
-                Money(intent.refunded, intent.paid.currency), self._tick(),
+                f"evt_rf_{intent.pi}_{intent.refunded}",
+                intent.pi,
+                Money(intent.refunded, intent.paid.currency),
+                self._tick(),
             ),
         )
 
@@ -168,9 +191,24 @@ class CreditingMachine(RuleBasedStateMachine):
         amount = max(1, intent.package.price.amount * share // 100)
         intent.disputes[dispute_id] = amount
         money = Money(amount, intent.paid.currency)
-        self._emit(intent, DisputeChanged(f"evt_{dispute_id}_open", intent.pi, dispute_id, money, DisputeState.OPEN, self._tick()))
+        self._emit(
+            intent,
+            DisputeChanged(
+                f"evt_{dispute_id}_open",
+                intent.pi,
+                dispute_id,
+                money,
+                DisputeState.OPEN,
+                self._tick(),
+            ),
+        )
         if outcome is not DisputeState.OPEN:
-            self._emit(intent, DisputeChanged(f"evt_{dispute_id}_close", intent.pi, dispute_id, money, outcome, self._tick()))
+            self._emit(
+                intent,
+                DisputeChanged(
+                    f"evt_{dispute_id}_close", intent.pi, dispute_id, money, outcome, self._tick()
+                ),
+            )
 
     @precondition(lambda self: self.emitted)
     @rule(data=st.data(), times=st.integers(1, 3))
@@ -198,7 +236,9 @@ class CreditingMachine(RuleBasedStateMachine):
     @rule(user=st.sampled_from(USERS), tokens=st.integers(-3_000_000, 3_000_000).filter(bool))
     def adjust(self, user: str, tokens: int) -> None:
         self.store.record_adjustment(
-            LedgerChange(f"admin:{self._tick().timestamp()}", user, EntryKind.ADMIN, tokens, reason="test")
+            LedgerChange(
+                f"admin:{self._tick().timestamp()}", user, EntryKind.ADMIN, tokens, reason="test"
+            )
         )
         if tokens < 0:
             self.spent[user] = True

@@ -49,7 +49,9 @@ class CrashingConnection(sqlite3.Connection):
 
 
 def _statements_to_apply(tmp_path: Path, history: list[PaymentEvent]) -> int:
-    store = SqliteBalanceRepository(tmp_path / "count.sqlite3", FixedClock(T0), connection_factory=CrashingConnection)
+    store = SqliteBalanceRepository(
+        tmp_path / "count.sqlite3", FixedClock(T0), connection_factory=CrashingConnection
+    )
     for event in history[:-1]:
         apply_payment_event(event, store, DEFAULT_CATALOGUE, FixedClock(T0))
     CrashingConnection.countdown, CrashingConnection.statements = None, 0
@@ -60,17 +62,24 @@ def _statements_to_apply(tmp_path: Path, history: list[PaymentEvent]) -> int:
 
 HISTORIES = {
     "success": [_succeeded()],
-    "refund_after_success": [_succeeded(), ChargeRefunded("evt_rf", "pi_1", Money(2_750, "cny"), T0)],
+    "refund_after_success": [
+        _succeeded(),
+        ChargeRefunded("evt_rf", "pi_1", Money(2_750, "cny"), T0),
+    ],
 }
 
 
 @pytest.mark.parametrize("history_name", sorted(HISTORIES))
-def test_a_crash_at_any_statement_then_redelivery_credits_exactly_once(tmp_path: Path, history_name: str) -> None:
+def test_a_crash_at_any_statement_then_redelivery_credits_exactly_once(
+    tmp_path: Path, history_name: str
+) -> None:
     """Kill the writer at every statement of the last event's application, restart, redeliver."""
     history = HISTORIES[history_name]
     total = _statements_to_apply(tmp_path, history)
     assert total >= 5  # a read, BEGIN, purchase write, ledger insert, balance upsert, COMMIT
-    expected = {"success": PACKAGE.tokens, "refund_after_success": PACKAGE.tokens // 2}[history_name]
+    expected = {"success": PACKAGE.tokens, "refund_after_success": PACKAGE.tokens // 2}[
+        history_name
+    ]
     for crash_at in range(1, total + 1):
         path = tmp_path / f"crash-{crash_at}.sqlite3"
         clock = FixedClock(T0)
@@ -125,7 +134,9 @@ def test_ten_different_payments_for_a_new_user_are_all_credited(tmp_path: Path) 
         with lock:
             n = next(counter)
         barrier.wait()
-        apply_payment_event(_succeeded(f"pi_{n}", "newbie"), store, DEFAULT_CATALOGUE, SystemClock())
+        apply_payment_event(
+            _succeeded(f"pi_{n}", "newbie"), store, DEFAULT_CATALOGUE, SystemClock()
+        )
 
     _run_threads(deliver, 10)
     assert store.balance("newbie") == 10 * PACKAGE.tokens

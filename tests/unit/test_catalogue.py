@@ -19,7 +19,15 @@ from buytokens.domain.money import Money
 def test_default_catalogue_is_the_seeds_four_cny_packages() -> None:
     """Ids, tokens, prices, discounts, labels and the popular flag match the contract."""
     rows = [
-        (p.id, p.label, p.tokens, p.price.amount, p.shown_original_price.amount, p.discount_percent, p.popular)
+        (
+            p.id,
+            p.label,
+            p.tokens,
+            p.price.amount,
+            p.shown_original_price.amount,
+            p.discount_percent,
+            p.popular,
+        )
         for p in DEFAULT_CATALOGUE
     ]
     assert rows == [
@@ -38,9 +46,19 @@ def test_unknown_package_is_refused() -> None:
     assert DEFAULT_CATALOGUE.find("package_free") is None
 
 
-def _package(pid: str = "p", tokens: int = 10, amount: int = 100, original: int | None = None, currency: str = "cny") -> TokenPackage:
+def _package(
+    pid: str = "p",
+    tokens: int = 10,
+    amount: int = 100,
+    original: int | None = None,
+    currency: str = "cny",
+) -> TokenPackage:
     return TokenPackage(
-        pid, "Label", tokens, Money(amount, currency), None if original is None else Money(original, currency)
+        pid,
+        "Label",
+        tokens,
+        Money(amount, currency),
+        None if original is None else Money(original, currency),
     )
 
 
@@ -66,7 +84,11 @@ def test_a_broken_catalogue_names_the_field(build: object, field: str) -> None:
 
 def test_cny_offers_card_alipay_and_wechat_but_not_crypto() -> None:
     """Stablecoin payments are USD-only, so a CNY catalogue never offers them."""
-    assert offered_payment_methods("cny") == (PaymentMethod.CARD, PaymentMethod.ALIPAY, PaymentMethod.WECHAT_PAY)
+    assert offered_payment_methods("cny") == (
+        PaymentMethod.CARD,
+        PaymentMethod.ALIPAY,
+        PaymentMethod.WECHAT_PAY,
+    )
     with pytest.raises(UnsupportedPaymentMethod):
         require_payment_method("crypto", "cny")
 

@@ -36,13 +36,22 @@ def test_a_toml_catalogue_loads_with_derived_discounts(tmp_path: Path) -> None:
     catalogue = load_catalogue(path)
     assert catalogue.currency == "usd"
     bulk = catalogue.get("bulk")
-    assert (bulk.tokens, bulk.price.format(), bulk.discount_percent, bulk.popular) == (5_000_000, "$49.00", 50, True)
+    assert (bulk.tokens, bulk.price.format(), bulk.discount_percent, bulk.popular) == (
+        5_000_000,
+        "$49.00",
+        50,
+        True,
+    )
 
 
 def test_a_json_catalogue_loads(tmp_path: Path) -> None:
     """JSON files take the same keys."""
     path = tmp_path / "packages.json"
-    path.write_text(json.dumps({"currency": "CNY", "packages": [{"id": "a", "label": "A", "tokens": 1, "amount": 1}]}))
+    path.write_text(
+        json.dumps(
+            {"currency": "CNY", "packages": [{"id": "a", "label": "A", "tokens": 1, "amount": 1}]}
+        )
+    )
     assert [p.id for p in load_catalogue(path)] == ["a"]
 
 
@@ -57,16 +66,24 @@ def _package(**overrides: object) -> dict[str, object]:
         ({"currency": "cny", "packages": [_package(tokens=0)]}, "packages.p1.tokens"),
         ({"currency": "cny", "packages": [_package(tokens=1.5)]}, "packages.p1.tokens"),
         ({"currency": "cny", "packages": [_package(amount=-1)]}, "packages.p1.amount"),
-        ({"currency": "cny", "packages": [_package(original_amount=50)]}, "packages.p1.original_amount"),
+        (
+            {"currency": "cny", "packages": [_package(original_amount=50)]},
+            "packages.p1.original_amount",
+        ),
         ({"currency": "cny", "packages": [_package(currency="usd")]}, "packages.p1.currency"),
         ({"currency": "cny", "packages": [_package(price=5)]}, "packages.p1"),
         ({"currency": "cny", "packages": [_package(popular="yes")]}, "packages.p1.popular"),
         ({"currency": "cny", "packages": []}, "packages"),
         ({"packages": [_package()]}, "currency"),
-        ({"currency": "cny", "packages": [{"label": "no id", "tokens": 1, "amount": 1}]}, "packages[0].id"),
+        (
+            {"currency": "cny", "packages": [{"label": "no id", "tokens": 1, "amount": 1}]},
+            "packages[0].id",
+        ),
     ],
 )
-def test_a_broken_file_is_refused_naming_file_and_field(tmp_path: Path, data: dict[str, object], field: str) -> None:
+def test_a_broken_file_is_refused_naming_file_and_field(
+    tmp_path: Path, data: dict[str, object], field: str
+) -> None:
     """Every problem names the file and the field at fault."""
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))

@@ -41,7 +41,12 @@ def store(clock: FixedClock) -> InMemoryBalanceRepository:
     return InMemoryBalanceRepository(clock)
 
 
-def _succeeded(pi: str = "pi_1", amount: Money = PRICE, user: str | None = "alice", package: str | None = "package_500k") -> PaymentSucceeded:
+def _succeeded(
+    pi: str = "pi_1",
+    amount: Money = PRICE,
+    user: str | None = "alice",
+    package: str | None = "package_500k",
+) -> PaymentSucceeded:
     return PaymentSucceeded(f"evt_{pi}_ok", pi, amount, user, package, T0)
 
 
@@ -49,12 +54,16 @@ def _refund(total: int, pi: str = "pi_1") -> ChargeRefunded:
     return ChargeRefunded(f"evt_rf_{total}", pi, Money(total, "cny"), T0)
 
 
-def _dispute(state: DisputeState, amount: int = 3_500, dispute: str = "dp_1", pi: str = "pi_1") -> DisputeChanged:
+def _dispute(
+    state: DisputeState, amount: int = 3_500, dispute: str = "dp_1", pi: str = "pi_1"
+) -> DisputeChanged:
     return DisputeChanged(f"evt_{dispute}_{state}", pi, dispute, Money(amount, "cny"), state, T0)
 
 
 def _attempt(outcome: AttemptOutcome, seconds: int) -> PaymentAttempted:
-    return PaymentAttempted(f"evt_{outcome}_{seconds}", "pi_1", outcome, T0 + timedelta(seconds=seconds))
+    return PaymentAttempted(
+        f"evt_{outcome}_{seconds}", "pi_1", outcome, T0 + timedelta(seconds=seconds)
+    )
 
 
 class _Harness:
@@ -95,7 +104,9 @@ def test_duplicate_webhook_credits_once(shop: _Harness) -> None:
     assert shop.store.balance("alice") == TOKENS
 
 
-def test_an_intent_never_seen_is_credited_from_its_metadata(store: InMemoryBalanceRepository, clock: FixedClock) -> None:
+def test_an_intent_never_seen_is_credited_from_its_metadata(
+    store: InMemoryBalanceRepository, clock: FixedClock
+) -> None:
     """A success for an intent another instance created credits from metadata and the catalogue."""
     applied = _Harness(store, clock).apply(_succeeded("pi_other", user="bob"))
     assert applied.disposition is Disposition.APPLIED
@@ -116,7 +127,9 @@ def test_an_intent_never_seen_is_credited_from_its_metadata(store: InMemoryBalan
         (_succeeded(package="package_10m"), "differs from"),
     ],
 )
-def test_an_inconsistent_success_is_flagged_and_credits_nothing(shop: _Harness, event: PaymentSucceeded, why: str) -> None:
+def test_an_inconsistent_success_is_flagged_and_credits_nothing(
+    shop: _Harness, event: PaymentSucceeded, why: str
+) -> None:
     """Amount, currency, owner or package that disagree leave the purchase in review, uncredited."""
     applied = shop.apply(event)
     assert applied.disposition is Disposition.NEEDS_REVIEW
@@ -153,7 +166,9 @@ def test_attempts_resolve_by_their_own_time_not_arrival(shop: _Harness) -> None:
     assert shop.status() is PurchaseStatus.FAILED
 
 
-def test_an_attempt_on_an_unknown_intent_is_ignored(store: InMemoryBalanceRepository, clock: FixedClock) -> None:
+def test_an_attempt_on_an_unknown_intent_is_ignored(
+    store: InMemoryBalanceRepository, clock: FixedClock
+) -> None:
     """Nothing is stored for a failure of an intent we never saw."""
     applied = _Harness(store, clock).apply(_attempt(AttemptOutcome.FAILED, 1))
     assert applied.disposition is Disposition.IGNORED
@@ -183,7 +198,9 @@ def test_a_refund_before_the_success_is_settled_when_the_success_arrives(shop: _
     assert shop.status() is PurchaseStatus.PARTIALLY_REFUNDED
 
 
-def test_a_refund_for_an_unknown_intent_is_remembered(store: InMemoryBalanceRepository, clock: FixedClock) -> None:
+def test_a_refund_for_an_unknown_intent_is_remembered(
+    store: InMemoryBalanceRepository, clock: FixedClock
+) -> None:
     """A refund that outruns the success of a foreign intent is applied once the success arrives."""
     shop = _Harness(store, clock)
     shop.apply(_refund(3_500, pi="pi_foreign"))
@@ -213,19 +230,26 @@ def test_a_dispute_holds_and_a_won_dispute_releases_once(shop: _Harness) -> None
     shop.apply(_dispute(DisputeState.WON))
     assert shop.store.balance("alice") == TOKENS
     assert shop.status() is PurchaseStatus.SUCCEEDED
-    assert [e.requested for e in shop.store.ledger("alice") if e.kind is EntryKind.DISPUTE] == [TOKENS, -TOKENS]
+    assert [e.requested for e in shop.store.ledger("alice") if e.kind is EntryKind.DISPUTE] == [
+        TOKENS,
+        -TOKENS,
+    ]
 
 
 def test_a_lost_dispute_keeps_the_tokens_back(shop: _Harness) -> None:
     """A closed-lost dispute arriving before its opening still holds exactly once."""
     shop.apply(_succeeded())
     shop.apply(_dispute(DisputeState.LOST, amount=1_750))
-    assert shop.apply(_dispute(DisputeState.OPEN, amount=1_750)).disposition is Disposition.DUPLICATE
+    assert (
+        shop.apply(_dispute(DisputeState.OPEN, amount=1_750)).disposition is Disposition.DUPLICATE
+    )
     assert shop.store.balance("alice") == TOKENS // 2
     assert shop.status() is PurchaseStatus.DISPUTED
 
 
-def test_a_release_and_a_takeback_in_one_step_settle_without_false_shortfall(shop: _Harness) -> None:
+def test_a_release_and_a_takeback_in_one_step_settle_without_false_shortfall(
+    shop: _Harness,
+) -> None:
     """When a refund supersedes a dispute hold, the release is applied before the take-back."""
     shop.apply(_succeeded())
     shop.apply(_dispute(DisputeState.OPEN))
@@ -264,8 +288,12 @@ def test_grant_with_the_same_key_applies_once(store: InMemoryBalanceRepository) 
     assert store.balance("dave") == 10
 
 
-@pytest.mark.parametrize(("user", "tokens", "reason"), [("", 5, "x"), ("u", 0, "x"), ("u", 5, "  ")])
-def test_grant_refuses_meaningless_input(store: InMemoryBalanceRepository, user: str, tokens: int, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("user", "tokens", "reason"), [("", 5, "x"), ("u", 0, "x"), ("u", 5, "  ")]
+)
+def test_grant_refuses_meaningless_input(
+    store: InMemoryBalanceRepository, user: str, tokens: int, reason: str
+) -> None:
     """Empty user, zero tokens or no reason is a user error."""
     with pytest.raises(UserError):
         grant_tokens(user, tokens, reason, store, SequentialIdSource())

@@ -60,4 +60,8 @@ def test_format_uses_the_currency_exponent_and_symbol(money: Money, shown: str) 
 
 def test_currency_exponents_follow_stripe() -> None:
     """Zero- and three-decimal currencies are recognised."""
-    assert (currency_exponent("cny"), currency_exponent("jpy"), currency_exponent("bhd")) == (2, 0, 3)
+    assert (currency_exponent("cny"), currency_exponent("jpy"), currency_exponent("bhd")) == (
+        2,
+        0,
+        3,
+    )

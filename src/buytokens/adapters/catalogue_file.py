@@ -37,12 +37,16 @@ def load_catalogue(path: str | Path) -> Catalogue:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise InvalidCatalogue(f"cannot read it ({exc.strerror})", field="file", source=str(path)) from exc
+        raise InvalidCatalogue(
+            f"cannot read it ({exc.strerror})", field="file", source=str(path)
+        ) from exc
     try:
         data: Any = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
-        raise InvalidCatalogue(f"is not valid {kind}: {exc}", field="file", source=str(path)) from exc
+        raise InvalidCatalogue(
+            f"is not valid {kind}: {exc}", field="file", source=str(path)
+        ) from exc
     try:
         return catalogue_from_mapping(data)
     except InvalidCatalogue as exc:
@@ -55,7 +59,9 @@ def catalogue_from_mapping(data: Any) -> Catalogue:
         raise InvalidCatalogue("must be a table with 'currency' and 'packages'", field="catalogue")
     currency = data.get("currency")
     if not isinstance(currency, str):
-        raise InvalidCatalogue("must be a three-letter currency code such as \"cny\"", field="currency")
+        raise InvalidCatalogue(
+            'must be a three-letter currency code such as "cny"', field="currency"
+        )
     rows = data.get("packages")
     if not isinstance(rows, list) or not rows:
         raise InvalidCatalogue("must be a non-empty list of packages", field="packages")
@@ -75,7 +81,8 @@ def _package(row: Any, index: int, currency: str) -> TokenPackage:
     own_currency = row.get("currency", currency)
     if not isinstance(own_currency, str) or own_currency.lower() != currency:
         raise InvalidCatalogue(
-            f"is {own_currency!r} but the catalogue is {currency!r}; mixed currencies are not supported",
+            f"is {own_currency!r} but the catalogue is {currency!r}; "
+            "mixed currencies are not supported",
             field=f"{where}.currency",
         )
     for key in ("id", "label"):
@@ -86,7 +93,9 @@ def _package(row: Any, index: int, currency: str) -> TokenPackage:
             raise InvalidCatalogue("is required and must be an integer", field=f"{where}.{key}")
     original = row.get("original_amount")
     if original is not None and type(original) is not int:
-        raise InvalidCatalogue("must be an integer of minor units", field=f"{where}.original_amount")
+        raise InvalidCatalogue(
+            "must be an integer of minor units", field=f"{where}.original_amount"
+        )
     popular = row.get("popular", False)
     if not isinstance(popular, bool):
         raise InvalidCatalogue("must be true or false", field=f"{where}.popular")

@@ -86,9 +86,7 @@ _LEDGER_COLUMNS = (
     "entry_key, user_id, kind, requested, applied, shortfall, balance_after, payment_intent_id, "
     "reason, created_at"
 )
-_INSERT_PURCHASE = (
-    f"INSERT INTO purchases ({_PURCHASE_COLUMNS}) VALUES ({', '.join('?' * 19)})"  # noqa: S608
-)
+_INSERT_PURCHASE = f"INSERT INTO purchases ({_PURCHASE_COLUMNS}) VALUES ({', '.join('?' * 19)})"  # noqa: S608
 _UPDATE_PURCHASE = (
     "UPDATE purchases SET user_id = ?2, package_id = ?3, tokens = ?4, amount = ?5, currency = ?6, "
     "created_at = ?7, updated_at = ?8, version = ?9, status = ?10, succeeded = ?11, attempt = ?12, "

@@ -36,7 +36,9 @@ class TokenPackage:
         if type(self.tokens) is not int or self.tokens <= 0:
             raise InvalidCatalogue("must be a positive integer", field=f"{field}.tokens")
         if self.price.amount <= 0:
-            raise InvalidCatalogue("must be a positive integer of minor units", field=f"{field}.amount")
+            raise InvalidCatalogue(
+                "must be a positive integer of minor units", field=f"{field}.amount"
+            )
         if self.original_price is not None:
             if self.original_price.currency != self.price.currency:
                 raise InvalidCatalogue(
@@ -139,10 +141,10 @@ class PaymentMethod(enum.StrEnum):
 _METHOD_CURRENCIES: dict[PaymentMethod, frozenset[str] | None] = {
     PaymentMethod.CARD: None,
     PaymentMethod.ALIPAY: frozenset(
-        "cny aud cad eur gbp hkd jpy myr nzd sgd usd".split()
+        ["cny", "aud", "cad", "eur", "gbp", "hkd", "jpy", "myr", "nzd", "sgd", "usd"]
     ),
     PaymentMethod.WECHAT_PAY: frozenset(
-        "cny aud cad chf dkk eur gbp hkd jpy nok sek sgd usd".split()
+        ["cny", "aud", "cad", "chf", "dkk", "eur", "gbp", "hkd", "jpy", "nok", "sek", "sgd", "usd"]
     ),
     PaymentMethod.CRYPTO: frozenset({"usd"}),
 }

@@ -98,9 +98,7 @@ def _on_succeeded(
         else:
             tokens, price = package.tokens, package.price
     if problem is None and price is not None and event.amount != price:
-        problem = (
-            f"paid {_describe(event.amount)} but the package costs {_describe(price)}"
-        )
+        problem = f"paid {_describe(event.amount)} but the package costs {_describe(price)}"
     merged = attrs.evolve(
         base,
         user_id=user_id,
@@ -136,7 +134,9 @@ def _on_attempted(current: Purchase | None, event: PaymentAttempted, now: dateti
             return Decision(Disposition.DUPLICATE)
         if _attempt_rank(event.outcome) <= _attempt_rank(current.attempt):
             return Decision(Disposition.DUPLICATE)
-    updated = attrs.evolve(current, attempt=event.outcome, attempt_at=event.occurred_at, updated_at=now)
+    updated = attrs.evolve(
+        current, attempt=event.outcome, attempt_at=event.occurred_at, updated_at=now
+    )
     return _transition(current, updated, (), Disposition.APPLIED)
 
 
@@ -164,7 +164,9 @@ def _on_refunded(current: Purchase | None, event: ChargeRefunded, now: datetime)
 def _on_dispute(current: Purchase | None, event: DisputeChanged, now: datetime) -> Decision:
     base = current or _placeholder(event.payment_intent_id, now)
     known = base.dispute(event.dispute_id)
-    if known is not None and (known.state is not DisputeState.OPEN or event.state is DisputeState.OPEN):
+    if known is not None and (
+        known.state is not DisputeState.OPEN or event.state is DisputeState.OPEN
+    ):
         return Decision(Disposition.DUPLICATE)
     record = DisputeRecord(event.dispute_id, event.amount.amount, event.state)
     others = tuple(d for d in base.disputes if d.dispute_id != event.dispute_id)

@@ -58,7 +58,9 @@ def settle(balance: int, requested: int) -> Settlement:
     a shortfall, as LibreChat itself clamps balances at zero.
     """
     applied = requested if requested >= 0 else max(requested, -balance)
-    return Settlement(applied=applied, shortfall=applied - requested, balance_after=balance + applied)
+    return Settlement(
+        applied=applied, shortfall=applied - requested, balance_after=balance + applied
+    )
 
 
 @attrs.frozen

@@ -10,9 +10,9 @@ from buytokens.domain.errors import InvalidMoney
 
 # Stripe's own lists: https://docs.stripe.com/currencies#zero-decimal
 _ZERO_DECIMAL = frozenset(
-    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()
-)
-_THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
+    ("bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd")
+) | {"vuv", "xaf", "xof", "xpf"}
+_THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
 _SYMBOLS = {"cny": "¥", "usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "hkd": "HK$"}
 _CODE = re.compile(r"^[a-z]{3}$")
 

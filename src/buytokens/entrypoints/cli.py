@@ -89,7 +89,10 @@ def _run(args: argparse.Namespace, container: Container) -> int:
         entry = grant_tokens(
             args.user_id, args.tokens, args.reason, container.store(), container.ids(), key=args.key
         )
-        line = f"{entry.user_id}: {entry.applied:+,} tokens ({entry.reason}); balance {entry.balance_after:,}"
+        line = (
+            f"{entry.user_id}: {entry.applied:+,} tokens ({entry.reason}); "
+            f"balance {entry.balance_after:,}"
+        )
         if entry.shortfall:
             line += f"; {entry.shortfall:,} could not be deducted (balance stops at zero)"
         print(line)
@@ -139,7 +142,9 @@ def _purchases_table(purchases: Sequence[Purchase]) -> str:
         )
         for p in purchases
     ]
-    return _table(("created (UTC)", "payment intent", "package", "tokens", "amount", "status"), rows)
+    return _table(
+        ("created (UTC)", "payment intent", "package", "tokens", "amount", "status"), rows
+    )
 
 
 def _ledger_table(entries: Sequence[LedgerEntry]) -> str:

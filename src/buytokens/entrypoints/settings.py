@@ -9,7 +9,6 @@ import attrs
 
 from buytokens.domain.errors import ConfigurationError
 
-
 STRIPE_JS_URL = "https://js.stripe.com/v3/"
 SQLITE_PATH = "./buytokens.sqlite3"
 
@@ -36,7 +35,9 @@ class Settings:
             jwt_secret=env.get("JWT_SECRET"),
             stripe_secret_key=env.get("STRIPE_SECRET_KEY"),
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET"),
-            stripe_publishable_key=env.get("STRIPE_PUBLISHABLE_KEY", env.get("VITE_STRIPE_PUBLIC_KEY")),
+            stripe_publishable_key=env.get(
+                "STRIPE_PUBLISHABLE_KEY", env.get("VITE_STRIPE_PUBLIC_KEY")
+            ),
             stripe_api_base=env.get("STRIPE_API_BASE"),
             stripe_js_url=env.get("STRIPE_JS_URL", STRIPE_JS_URL),
             mongodb_uri=env.get("MONGODB_URI"),
@@ -48,10 +49,14 @@ class Settings:
         """Raise ConfigurationError naming every listed variable that is unset."""
         missing = [name for name in names if getattr(self, _FIELDS[name]) is None]
         if missing:
-            raise ConfigurationError(f"missing required environment variable(s): {', '.join(missing)}")
+            raise ConfigurationError(
+                f"missing required environment variable(s): {', '.join(missing)}"
+            )
 
     def __repr__(self) -> str:
-        shown = {name: ("set" if getattr(self, field) else "unset") for name, field in _FIELDS.items()}
+        shown = {
+            name: ("set" if getattr(self, field) else "unset") for name, field in _FIELDS.items()
+        }
         return f"Settings({shown})"
 
 
