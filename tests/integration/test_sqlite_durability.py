@@ -183,7 +183,7 @@ def test_four_processes_delivering_the_same_success_credit_once(tmp_path: Path) 
 def test_the_store_is_durable_and_in_wal_mode(tmp_path: Path) -> None:
     """Commits are fsync'd (synchronous=FULL) in WAL mode with a busy timeout."""
     store = SqliteBalanceRepository(tmp_path / "pragmas.sqlite3", SystemClock())
-    conn = store._connection()
+    conn = store.database.connection()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000

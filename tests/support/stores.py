@@ -1,4 +1,4 @@
-"""Every BalanceRepository adapter, built the same way for the shared contract and property tests."""
+"""Every BalanceRepository adapter, built alike for the shared contract and property tests."""
 
 from __future__ import annotations
 

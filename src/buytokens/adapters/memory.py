@@ -9,10 +9,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from buytokens.domain.checkout import ReceivedEvent
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.errors import ConcurrentUpdate
 from buytokens.domain.ledger import LedgerChange, LedgerEntry
 from buytokens.domain.purchases import Purchase
+from buytokens.ports.checkout import KeyReservation
 from buytokens.ports.clock import Clock
 
 
@@ -121,3 +123,46 @@ class InMemoryBalanceRepository:
     def ledger(self, user_id: str, limit: int = 100) -> Sequence[LedgerEntry]:
         with self._lock:
             return list(reversed(self._entries.get(user_id, [])))[:limit]
+
+
+class InMemoryCheckoutKeys:
+    """CheckoutKeys in a dict."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[tuple[str, str], KeyReservation] = {}
+
+    def reserve(
+        self, user_id: str, key: str, fingerprint: str, at: datetime
+    ) -> KeyReservation | None:
+        with self._lock:
+            existing = self._keys.get((user_id, key))
+            if existing is None:
+                self._keys[(user_id, key)] = KeyReservation(fingerprint, at, None)
+            return existing
+
+    def complete(self, user_id: str, key: str, payment_intent_id: str) -> None:
+        with self._lock:
+            reservation = self._keys[(user_id, key)]
+            self._keys[(user_id, key)] = KeyReservation(
+                reservation.fingerprint, reservation.reserved_at, payment_intent_id
+            )
+
+    def release(self, user_id: str, key: str) -> None:
+        with self._lock:
+            reservation = self._keys.get((user_id, key))
+            if reservation is not None and reservation.payment_intent_id is None:
+                del self._keys[(user_id, key)]
+
+
+class InMemoryEventJournal:
+    """EventJournal in a dict: event id to (type, disposition, deliveries)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.events: dict[str, tuple[str, str, int]] = {}
+
+    def record(self, event: ReceivedEvent, disposition: str, at: datetime) -> None:
+        with self._lock:
+            _type, _disposition, count = self.events.get(event.event_id, ("", "", 0))
+            self.events[event.event_id] = (event.type, disposition, count + 1)

@@ -19,12 +19,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from buytokens.domain.checkout import ReceivedEvent
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.errors import ConcurrentUpdate, StoreCorrupted, StoreUnavailable
 from buytokens.domain.events import AttemptOutcome, DisputeState
 from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import DisputeRecord, Purchase
+from buytokens.ports.checkout import KeyReservation
 from buytokens.ports.clock import Clock
 
 _MIGRATIONS: tuple[str, ...] = (
@@ -73,6 +75,26 @@ _MIGRATIONS: tuple[str, ...] = (
         updated_at TEXT NOT NULL
     );
     """,
+    # 2: idempotency keys of checkout requests, and the audit trail of webhook events
+    """
+    CREATE TABLE checkout_keys (
+        user_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        reserved_at TEXT NOT NULL,
+        payment_intent_id TEXT,
+        PRIMARY KEY (user_id, idempotency_key)
+    );
+    CREATE TABLE webhook_events (
+        event_id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        payment_intent_id TEXT,
+        disposition TEXT NOT NULL,
+        first_received_at TEXT NOT NULL,
+        last_received_at TEXT NOT NULL,
+        deliveries INTEGER NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -102,8 +124,8 @@ _UPSERT_BALANCE = (
 )
 
 
-class SqliteBalanceRepository:
-    """A BalanceRepository in one SQLite file; the schema is created and migrated on first use.
+class SqliteDatabase:
+    """One SQLite file: a connection per thread, durable write transactions, migrations.
 
     ``connection_factory`` is the ``sqlite3.Connection`` subclass to connect with
     (tracing and fault injection use it).
@@ -112,34 +134,26 @@ class SqliteBalanceRepository:
     def __init__(
         self,
         path: str | Path,
-        clock: Clock,
         *,
         busy_timeout_ms: int = 10_000,
         connection_factory: type[sqlite3.Connection] = sqlite3.Connection,
     ) -> None:
-        self._path = str(path)
-        self._clock = clock
+        self.path = str(path)
         self._busy_timeout_ms = busy_timeout_ms
         self._factory = connection_factory
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        with self._write() as conn:
+        with self.write() as conn:
             self._migrate(conn)
 
-    @property
-    def path(self) -> str:
-        """The database file."""
-        return self._path
-
-    # -- connections ----------------------------------------------------------
-
-    def _connection(self) -> sqlite3.Connection:
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             try:
                 conn = sqlite3.connect(
-                    self._path,
+                    self.path,
                     isolation_level=None,
                     check_same_thread=False,
                     timeout=self._busy_timeout_ms / 1000,
@@ -149,14 +163,14 @@ class SqliteBalanceRepository:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = FULL")
             except sqlite3.Error as exc:
-                raise StoreUnavailable(f"cannot open SQLite store {self._path}: {exc}") from exc
+                raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
             self._local.conn = conn
             with self._connections_lock:
                 self._connections.append(conn)
         return conn
 
     def close(self) -> None:
-        """Close every connection this repository opened."""
+        """Close every connection opened on this file."""
         with self._connections_lock:
             for conn in self._connections:
                 conn.close()
@@ -164,8 +178,9 @@ class SqliteBalanceRepository:
         self._local = threading.local()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connection()
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction, committed on success and rolled back otherwise."""
+        conn = self.connection()
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -178,17 +193,28 @@ class SqliteBalanceRepository:
                 conn.execute("ROLLBACK")
             raise
 
-    def _read(self, sql: str, params: Sequence[object]) -> list[Any]:
+    def read(self, sql: str, params: Sequence[object]) -> list[Any]:
+        """Run one query outside any write transaction."""
         try:
-            return self._connection().execute(sql, params).fetchall()
+            return self.connection().execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+
+    @contextmanager
+    def guarded(self) -> Iterator[None]:
+        """Translate sqlite3 errors escaping a write into the store errors."""
+        try:
+            yield
+        except sqlite3.IntegrityError as exc:
+            raise StoreCorrupted(f"SQLite store rejected a write: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StoreCorrupted(
-                f"{self._path} has schema version {version}, newer than this buytokens "
+                f"{self.path} has schema version {version}, newer than this buytokens "
                 f"({SCHEMA_VERSION}); upgrade buytokens"
             )
         for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
@@ -196,6 +222,39 @@ class SqliteBalanceRepository:
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number}")
+
+
+class SqliteBalanceRepository:
+    """A BalanceRepository in one SQLite file; the schema is created and migrated on first use."""
+
+    def __init__(
+        self,
+        path: str | Path | SqliteDatabase,
+        clock: Clock,
+        *,
+        busy_timeout_ms: int = 10_000,
+        connection_factory: type[sqlite3.Connection] = sqlite3.Connection,
+    ) -> None:
+        self.database = (
+            path
+            if isinstance(path, SqliteDatabase)
+            else SqliteDatabase(
+                path, busy_timeout_ms=busy_timeout_ms, connection_factory=connection_factory
+            )
+        )
+        self._clock = clock
+        self._write = self.database.write
+        self._read = self.database.read
+        self._guarded = self.database.guarded
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self.database.path
+
+    def close(self) -> None:
+        """Close the file's connections."""
+        self.database.close()
 
     # -- BalanceRepository ----------------------------------------------------
 
@@ -286,15 +345,6 @@ class SqliteBalanceRepository:
         )
         return int(rows[0][0])
 
-    @contextmanager
-    def _guarded(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.IntegrityError as exc:
-            raise StoreCorrupted(f"SQLite store rejected a write: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
-
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
@@ -382,3 +432,69 @@ def _entry_from_row(row: Sequence[Any]) -> LedgerEntry:
         payment_intent_id=None if pi is None else str(pi),
         reason=str(reason),
     )
+
+
+class SqliteCheckoutKeys:
+    """CheckoutKeys in the same SQLite file; the primary key makes a reservation atomic."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self._db = database
+
+    def reserve(
+        self, user_id: str, key: str, fingerprint: str, at: datetime
+    ) -> KeyReservation | None:
+        with self._db.guarded(), self._db.write() as conn:
+            row = conn.execute(
+                "SELECT fingerprint, reserved_at, payment_intent_id FROM checkout_keys "
+                "WHERE user_id = ? AND idempotency_key = ?",
+                (user_id, key),
+            ).fetchone()
+            if row is not None:
+                return KeyReservation(row[0], datetime.fromisoformat(row[1]), row[2])
+            conn.execute(
+                "INSERT INTO checkout_keys (user_id, idempotency_key, fingerprint, reserved_at) "
+                "VALUES (?, ?, ?, ?)",
+                (user_id, key, fingerprint, at.isoformat()),
+            )
+            return None
+
+    def complete(self, user_id: str, key: str, payment_intent_id: str) -> None:
+        with self._db.guarded(), self._db.write() as conn:
+            conn.execute(
+                "UPDATE checkout_keys SET payment_intent_id = ? "
+                "WHERE user_id = ? AND idempotency_key = ?",
+                (payment_intent_id, user_id, key),
+            )
+
+    def release(self, user_id: str, key: str) -> None:
+        with self._db.guarded(), self._db.write() as conn:
+            conn.execute(
+                "DELETE FROM checkout_keys WHERE user_id = ? AND idempotency_key = ? "
+                "AND payment_intent_id IS NULL",
+                (user_id, key),
+            )
+
+
+class SqliteEventJournal:
+    """EventJournal in the same SQLite file, one row per event id."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self._db = database
+
+    def record(self, event: ReceivedEvent, disposition: str, at: datetime) -> None:
+        pi = None if event.payment_event is None else event.payment_event.payment_intent_id
+        with self._db.guarded(), self._db.write() as conn:
+            conn.execute(
+                "INSERT INTO webhook_events (event_id, type, payment_intent_id, disposition, "
+                "first_received_at, last_received_at, deliveries) VALUES (?, ?, ?, ?, ?, ?, 1) "
+                "ON CONFLICT (event_id) DO UPDATE SET deliveries = deliveries + 1, "
+                "last_received_at = excluded.last_received_at, disposition = excluded.disposition",
+                (event.event_id, event.type, pi, disposition, at.isoformat(), at.isoformat()),
+            )
+
+    def deliveries(self, event_id: str) -> tuple[str, int] | None:
+        """The last disposition and the number of deliveries of one event."""
+        rows = self._db.read(
+            "SELECT disposition, deliveries FROM webhook_events WHERE event_id = ?", (event_id,)
+        )
+        return (str(rows[0][0]), int(rows[0][1])) if rows else None

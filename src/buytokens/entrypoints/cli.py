@@ -42,9 +42,20 @@ def _tokens(value: str) -> int:
     return tokens
 
 
+def _port(value: str) -> int:
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {value!r}")
+    return int(value)
+
+
 def _parser() -> _Parser:
     parser = _Parser(prog="buytokens", description="Sell token packages through Stripe.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    serve = commands.add_parser("serve", help="serve the HTTP API and the Buy Tokens page")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=3080, help="port (default 3080)")
+    demo = commands.add_parser("demo", help="a working purchase against a local fake Stripe")
+    demo.add_argument("--port", type=_port, default=3080, help="port (default 3080)")
     commands.add_parser("packages", help="print the catalogue")
     balance = commands.add_parser("balance", help="print a user's token credits")
     balance.add_argument("user_id", metavar="USER_ID", type=_user_id)
@@ -76,7 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, container: Container) -> int:
-    if args.command == "packages":
+    if args.command == "serve":
+        from buytokens.entrypoints.server import serve  # noqa: PLC0415 - loads the web stack
+
+        serve(container, args.host, args.port)
+    elif args.command == "demo":
+        from buytokens.entrypoints.demo import run_demo  # noqa: PLC0415
+
+        run_demo(args.port)
+    elif args.command == "packages":
         print(_packages_table(container.catalogue()))
     elif args.command == "balance":
         print(container.store().balance(args.user_id))

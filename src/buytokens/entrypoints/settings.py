@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import attrs
 
 from buytokens.domain.errors import ConfigurationError
+from buytokens.entrypoints.web.ratelimit import DEFAULT_PER_IP, DEFAULT_PER_USER
 
 STRIPE_JS_URL = "https://js.stripe.com/v3/"
 SQLITE_PATH = "./buytokens.sqlite3"
@@ -26,6 +27,9 @@ class Settings:
     mongodb_uri: str | None = None
     sqlite_path: str = SQLITE_PATH
     catalogue_path: str | None = None
+    stripe_api_version: str | None = None
+    rate_limit_per_user: str = DEFAULT_PER_USER
+    rate_limit_per_ip: str = DEFAULT_PER_IP
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -43,6 +47,9 @@ class Settings:
             mongodb_uri=env.get("MONGODB_URI"),
             sqlite_path=env.get("BUYTOKENS_SQLITE_PATH", SQLITE_PATH),
             catalogue_path=env.get("BUYTOKENS_CATALOGUE"),
+            stripe_api_version=env.get("STRIPE_API_VERSION"),
+            rate_limit_per_user=env.get("BUYTOKENS_RATE_LIMIT_PER_USER", DEFAULT_PER_USER),
+            rate_limit_per_ip=env.get("BUYTOKENS_RATE_LIMIT_PER_IP", DEFAULT_PER_IP),
         )
 
     def require(self, *names: str) -> None:

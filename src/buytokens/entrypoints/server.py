@@ -1,0 +1,38 @@
+"""``buytokens serve``: the app under uvicorn, checked before it listens."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from buytokens.entrypoints.container import Container
+from buytokens.entrypoints.web.app import create_app
+
+
+def configure_logging() -> None:
+    """One line per record on stderr; the request log lines are JSON already."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
+
+
+def serve(container: Container, host: str, port: int) -> None:
+    """Validate the configuration, open the stores, then serve until SIGINT or SIGTERM.
+
+    Everything that can be wrong with the settings fails here, before the port
+    opens, as one ``BuyTokensError`` naming the problem.
+    """
+    settings = container.settings()
+    settings.require("JWT_SECRET")
+    container.catalogue()
+    container.backend()
+    container.gateway()
+    container.rate_limiter()
+    configure_logging()
+    app = create_app(container)
+    # uvicorn finishes in-flight requests on SIGTERM before exiting.
+    uvicorn.run(
+        app, host=host, port=port, access_log=False, log_config=None, timeout_graceful_shutdown=20
+    )

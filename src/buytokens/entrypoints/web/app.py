@@ -1,0 +1,146 @@
+"""``create_app()``: the FastAPI application, its error shape and its request log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from buytokens import __version__
+from buytokens.domain.errors import (
+    BuyTokensError,
+    ConfigurationError,
+    GatewayRejected,
+    IdempotencyConflict,
+    InvalidWebhook,
+    NotFound,
+    PaymentDeclined,
+    RetryableError,
+    UserError,
+)
+from buytokens.entrypoints.container import Container, create_container
+from buytokens.entrypoints.web import routes
+from buytokens.entrypoints.web.auth import Unauthorized
+from buytokens.entrypoints.web.ratelimit import RateLimited
+
+log = logging.getLogger("buytokens.http")
+
+# Most specific first: the first matching class decides the status.
+_STATUS: tuple[tuple[type[BuyTokensError], int], ...] = (
+    (Unauthorized, 401),
+    (RateLimited, 429),
+    (routes.PayloadTooLarge, 413),
+    (InvalidWebhook, 400),
+    (NotFound, 404),
+    (PaymentDeclined, 402),
+    (IdempotencyConflict, 409),
+    (UserError, 400),
+    (ConfigurationError, 503),
+    (RetryableError, 503),
+    (GatewayRejected, 502),
+)
+
+
+def status_for(error: BuyTokensError) -> int:
+    """The HTTP status an error of this kind answers with."""
+    for kind, status in _STATUS:
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The contract's error shape."""
+    body = {"success": False, "error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def create_app(container: Container | None = None) -> FastAPI:
+    """Build the app on ``container`` (from the environment when omitted). No I/O here."""
+    container = container or create_container()
+    container.wire(modules=[routes])
+    app = FastAPI(
+        title="buytokens",
+        version=__version__,
+        summary="Sell token packages through Stripe and credit them exactly once.",
+    )
+    app.state.container = container
+    app.include_router(routes.router)
+    _install_page(app, container)
+    _install_error_handlers(app)
+    _install_request_log(app)
+    return app
+
+
+def _install_page(app: FastAPI, container: Container) -> None:
+    try:
+        from buytokens.entrypoints.web.page import build_page_router  # noqa: PLC0415
+    except ImportError:  # the page ships separately in minimal installs
+        return
+    app.include_router(build_page_router(container.settings()))
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(BuyTokensError)
+    async def domain_error(request: Request, exc: BuyTokensError) -> JSONResponse:
+        status = status_for(exc)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        if status == 503:
+            headers = {"Retry-After": "5"}
+        if status >= 500:
+            log.error("request failed: %s: %s", exc.code, exc.message)
+        return error_response(status, exc.code, exc.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'] if p != 'body') or 'body'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        return error_response(422, "invalid_request", problems or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return error_response(500, "internal_error", "an unexpected error occurred")
+
+
+def _install_request_log(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def request_log(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if len(request_id) > 64 or not request_id.isprintable():
+            request_id = uuid.uuid4().hex
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = request_id
+        # The path only: query strings can carry a payment intent's client secret.
+        log.info(
+            json.dumps(
+                {
+                    "event": "request",
+                    "request_id": request_id,
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": response.status_code,
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                }
+            )
+        )
+        return response

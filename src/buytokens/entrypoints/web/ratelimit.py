@@ -1,0 +1,62 @@
+"""Per-user and per-IP limits on creating payment intents, against card testing."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import limits
+from limits.storage import Storage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from buytokens.domain.errors import BuyTokensError, ConfigurationError
+
+# A real buyer creates a handful of intents; a card-testing script creates hundreds.
+DEFAULT_PER_USER = "10/minute;40/hour"
+DEFAULT_PER_IP = "30/minute;200/hour"
+
+
+class RateLimited(BuyTokensError):
+    """Too many attempts; ``retry_after`` says how many seconds to wait."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CheckoutRateLimiter:
+    """Moving-window limits keyed by user id and by client IP, in a shared storage."""
+
+    def __init__(
+        self,
+        per_user: str = DEFAULT_PER_USER,
+        per_ip: str = DEFAULT_PER_IP,
+        storage_uri: str = "memory://",
+    ) -> None:
+        try:
+            self._per_user = limits.parse_many(per_user)
+            self._per_ip = limits.parse_many(per_ip)
+        except ValueError as exc:
+            raise ConfigurationError(f"invalid rate limit: {exc}") from exc
+        storage = storage_from_string(storage_uri)
+        if not isinstance(storage, Storage):
+            raise ConfigurationError(f"rate limit storage must be synchronous: {storage_uri}")
+        self._limiter = MovingWindowRateLimiter(storage)
+
+    def __repr__(self) -> str:
+        return f"CheckoutRateLimiter(per_user={self._per_user}, per_ip={self._per_ip})"
+
+    def hit(self, user_id: str, client_ip: str | None) -> None:
+        """Count one attempt; raise RateLimited when a limit is exhausted."""
+        checks = [(item, "user", user_id) for item in self._per_user]
+        if client_ip:
+            checks += [(item, "ip", client_ip) for item in self._per_ip]
+        for item, kind, key in checks:
+            if not self._limiter.hit(item, "create-payment-intent", kind, key):
+                stats = self._limiter.get_window_stats(item, "create-payment-intent", kind, key)
+                retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+                raise RateLimited(
+                    f"too many payment attempts; try again in {retry_after} s", retry_after
+                )

@@ -1,0 +1,228 @@
+"""The routes of CONTRACT.md: request schema, one use case, response schema.
+
+No ``from __future__ import annotations`` here: the injector reads the
+``Annotated[..., Depends(Provide[...])]`` markers when the routes are decorated.
+"""
+
+from typing import Annotated
+
+from dependency_injector.wiring import Provide, inject
+from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from buytokens.domain.errors import BuyTokensError
+from buytokens.entrypoints.container import Container
+from buytokens.entrypoints.web.auth import AuthenticatedUser, Authenticator
+from buytokens.entrypoints.web.ratelimit import CheckoutRateLimiter
+from buytokens.entrypoints.web.schemas import (
+    BalanceResponse,
+    CreateIntentRequest,
+    CreateIntentResponse,
+    ErrorResponse,
+    HealthResponse,
+    IntentStatusResponse,
+    PackageOut,
+    PackagesResponse,
+    PaymentMethodsResponse,
+    PurchaseOut,
+    PurchasesResponse,
+    WebhookResponse,
+)
+from buytokens.services.checkout import (
+    Shop,
+    check_payment_intent,
+    create_payment_intent,
+    offered_methods,
+    purchases_of,
+    receive_webhook,
+)
+
+WEBHOOK_MAX_BYTES = 1_000_000
+
+router = APIRouter()
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
+    return {code: {"model": ErrorResponse} for code in codes}
+
+
+class PayloadTooLarge(BuyTokensError):
+    """The request body is larger than this route accepts."""
+
+    code = "payload_too_large"
+
+
+@inject
+def current_user(
+    authenticator: Annotated[Authenticator, Depends(Provide[Container.authenticator])],
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> AuthenticatedUser:
+    """The caller, from a verified bearer token (401 otherwise)."""
+    return authenticator.authenticate(authorization)
+
+
+User = Annotated[AuthenticatedUser, Depends(current_user)]
+ShopDep = Annotated[Shop, Depends(Provide[Container.shop])]
+
+
+@router.get("/healthz", response_model=HealthResponse, tags=["operations"])
+def healthz() -> HealthResponse:
+    """Liveness probe."""
+    return HealthResponse()
+
+
+@router.get("/api/custom/stripe/packages", response_model=PackagesResponse, tags=["catalogue"])
+@inject
+def packages(shop: ShopDep) -> PackagesResponse:
+    """The token packages on sale, prices in minor units."""
+    catalogue = shop.catalogue
+    return PackagesResponse(
+        currency=catalogue.currency,
+        packages=[
+            PackageOut(
+                id=p.id,
+                label=p.label,
+                tokens=p.tokens,
+                amount=p.price.amount,
+                originalAmount=p.shown_original_price.amount,
+                discountPercent=p.discount_percent,
+                popular=p.popular,
+            )
+            for p in catalogue
+        ],
+    )
+
+
+@router.get(
+    "/api/custom/stripe/payment-methods",
+    response_model=PaymentMethodsResponse,
+    responses=_errors(401),
+    tags=["catalogue"],
+)
+@inject
+def payment_methods(user: User, shop: ShopDep) -> PaymentMethodsResponse:
+    """The payment methods offered for the catalogue's currency."""
+    return PaymentMethodsResponse(paymentMethods=[m.value for m in offered_methods(shop)])
+
+
+@router.post(
+    "/api/custom/stripe/create-payment-intent",
+    response_model=CreateIntentResponse,
+    responses=_errors(400, 401, 402, 409, 422, 429, 502, 503),
+    tags=["checkout"],
+)
+@inject
+def create_intent(
+    body: CreateIntentRequest,
+    request: Request,
+    user: User,
+    shop: ShopDep,
+    limiter: Annotated[CheckoutRateLimiter, Depends(Provide[Container.rate_limiter])],
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> CreateIntentResponse:
+    """Create a payment intent for a package; the price comes from the catalogue only.
+
+    The same ``Idempotency-Key`` from the same user returns the same intent; the
+    same key for another package or method is a 409.
+    """
+    limiter.hit(user.id, request.client.host if request.client else None)
+    created = create_payment_intent(
+        shop,
+        user.id,
+        body.packageId,
+        body.paymentMethod,
+        idempotency_key=idempotency_key,
+        email=user.email,
+    )
+    return CreateIntentResponse(
+        clientSecret=created.snapshot.client_secret,
+        amount=created.amount.amount,
+        currency=created.amount.currency,
+        paymentIntentId=created.snapshot.id,
+        status=created.snapshot.status,
+    )
+
+
+@router.get(
+    "/api/custom/stripe/payment-intents/{payment_intent_id}",
+    response_model=IntentStatusResponse,
+    responses=_errors(401, 404, 502, 503),
+    tags=["checkout"],
+)
+@inject
+def payment_intent_status(
+    payment_intent_id: Annotated[str, Path(min_length=1, max_length=255)],
+    user: User,
+    shop: ShopDep,
+) -> IntentStatusResponse:
+    """The return-page check: fetch the intent from Stripe and credit it as the webhook would."""
+    check = check_payment_intent(shop, user.id, payment_intent_id)
+    return IntentStatusResponse(status=check.status.value, tokenCredits=check.token_credits)
+
+
+@router.get(
+    "/api/custom/balance", response_model=BalanceResponse, responses=_errors(401), tags=["balance"]
+)
+@inject
+def balance(user: User, shop: ShopDep) -> BalanceResponse:
+    """The caller's token credits."""
+    return BalanceResponse(tokenCredits=shop.store.balance(user.id))
+
+
+@router.get(
+    "/api/custom/stripe/purchases",
+    response_model=PurchasesResponse,
+    responses=_errors(401),
+    tags=["balance"],
+)
+@inject
+def purchases(user: User, shop: ShopDep) -> PurchasesResponse:
+    """The caller's own purchases, newest first."""
+    return PurchasesResponse(
+        purchases=[
+            PurchaseOut(
+                paymentIntentId=p.payment_intent_id,
+                packageId=p.package_id,
+                tokens=p.tokens,
+                amount=None if p.price is None else p.price.amount,
+                currency=None if p.price is None else p.price.currency,
+                status=p.status.value,
+                createdAt=p.created_at.isoformat(),
+            )
+            for p in purchases_of(shop, user.id)
+        ]
+    )
+
+
+@router.post(
+    "/api/custom/stripe/webhook",
+    response_model=WebhookResponse,
+    responses=_errors(400, 413, 500, 503),
+    tags=["stripe"],
+)
+@inject
+async def webhook(request: Request, shop: ShopDep) -> JSONResponse:
+    """Stripe's signed events. 200 once the outcome is durably stored (processed, duplicate,
+    ignored, or flagged for review); 400 for anything not genuinely from Stripe; 5xx only
+    for a transient failure Stripe should retry."""
+    payload = await _read_capped(request, WEBHOOK_MAX_BYTES)
+    signature = request.headers.get("stripe-signature")
+    # The store and the SDK block: run them off the event loop.
+    applied = await run_in_threadpool(receive_webhook, shop, payload, signature)
+    body = WebhookResponse(outcome=applied.disposition.value)
+    return JSONResponse(body.model_dump())
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"webhook bodies are limited to {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"webhook bodies are limited to {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,118 @@
+"""Request and response shapes of the HTTP API (CONTRACT.md), as pydantic models."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    """What went wrong, for programs (``code``) and for people (``message``)."""
+
+    code: str = Field(examples=["unknown_package"])
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer."""
+
+    success: Literal[False] = False
+    error: ErrorBody
+
+
+class PackageOut(BaseModel):
+    """One package on sale; amounts in minor units of the catalogue currency."""
+
+    id: str
+    label: str
+    tokens: int
+    amount: int
+    originalAmount: int  # noqa: N815 - the contract's field name
+    discountPercent: int  # noqa: N815
+    popular: bool
+
+
+class PackagesResponse(BaseModel):
+    """The catalogue."""
+
+    success: Literal[True] = True
+    currency: str
+    packages: list[PackageOut]
+
+
+class CreateIntentRequest(_Strict):
+    """What to buy and how; prices, token counts and user ids are never accepted here."""
+
+    packageId: str = Field(min_length=1, max_length=64)  # noqa: N815
+    paymentMethod: str = Field(min_length=1, max_length=32)  # noqa: N815
+
+
+class CreateIntentResponse(BaseModel):
+    """A payment intent for Stripe.js to confirm."""
+
+    success: Literal[True] = True
+    clientSecret: str  # noqa: N815
+    amount: int
+    currency: str
+    paymentIntentId: str  # noqa: N815
+    status: str
+
+
+class IntentStatusResponse(BaseModel):
+    """Where a purchase stands after checking with Stripe, and the balance now."""
+
+    success: Literal[True] = True
+    status: str
+    tokenCredits: int  # noqa: N815
+
+
+class PaymentMethodsResponse(BaseModel):
+    """The payment methods offered for the catalogue's currency."""
+
+    success: Literal[True] = True
+    paymentMethods: list[str]  # noqa: N815
+
+
+class BalanceResponse(BaseModel):
+    """The caller's token credits."""
+
+    success: Literal[True] = True
+    tokenCredits: int  # noqa: N815
+
+
+class PurchaseOut(BaseModel):
+    """One of the caller's purchases."""
+
+    paymentIntentId: str  # noqa: N815
+    packageId: str | None  # noqa: N815
+    tokens: int
+    amount: int | None
+    currency: str | None
+    status: str
+    createdAt: str  # noqa: N815
+
+
+class PurchasesResponse(BaseModel):
+    """The caller's purchases, newest first."""
+
+    success: Literal[True] = True
+    purchases: list[PurchaseOut]
+
+
+class WebhookResponse(BaseModel):
+    """Stripe only reads the status code; the body helps whoever reads the logs."""
+
+    success: Literal[True] = True
+    received: bool = True
+    outcome: str
+
+
+class HealthResponse(BaseModel):
+    """Liveness."""
+
+    status: Literal["ok"] = "ok"

@@ -1,0 +1,49 @@
+"""Records the checkout and the webhook need beside the balances."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+import attrs
+
+from buytokens.domain.checkout import ReceivedEvent
+
+
+@attrs.frozen
+class KeyReservation:
+    """A client's idempotency key, as first used."""
+
+    fingerprint: str  # what the first request asked for (package and method)
+    reserved_at: datetime
+    payment_intent_id: str | None  # None while the first request is still creating it
+
+
+class CheckoutKeys(Protocol):
+    """Remembers each user's ``Idempotency-Key`` so a repeated request gets the same intent."""
+
+    def reserve(
+        self, user_id: str, key: str, fingerprint: str, at: datetime
+    ) -> KeyReservation | None:
+        """Reserve ``(user_id, key)`` atomically.
+
+        Returns None when this call made the reservation (the caller goes on to
+        create the intent), or the reservation that already exists.
+        """
+        ...
+
+    def complete(self, user_id: str, key: str, payment_intent_id: str) -> None:
+        """Attach the created intent to the reservation."""
+        ...
+
+    def release(self, user_id: str, key: str) -> None:
+        """Forget an uncompleted reservation, so that the request can be tried again."""
+        ...
+
+
+class EventJournal(Protocol):
+    """An audit trail of every provider event received, and what became of it."""
+
+    def record(self, event: ReceivedEvent, disposition: str, at: datetime) -> None:
+        """Note one delivery of ``event``; repeated deliveries count up on the same record."""
+        ...
