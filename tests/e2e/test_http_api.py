@@ -520,3 +520,24 @@ def test_openapi_documents_every_route_and_the_error_shape(stack: Stack) -> None
         assert path in schema["paths"], path
     assert "ErrorResponse" in schema["components"]["schemas"]
     assert stack.client.get("/docs").status_code == 200
+
+
+def test_a_full_purchase_logs_no_secret(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    """Client secrets, bearer tokens and signing secrets never reach any log record."""
+    caplog.set_level("DEBUG")
+    token = token_for("alice")
+    headers = {"Authorization": f"Bearer {token}"}
+    created = stack.client.post(
+        CREATE, json={"packageId": "package_500k", "paymentMethod": "card"}, headers=headers
+    ).json()
+    event = stack.gateway.succeed(created["paymentIntentId"])
+    payload, signature = stack.gateway.signed_webhook(event)
+    stack.client.post(WEBHOOK, content=payload, headers={"Stripe-Signature": signature})
+    stack.client.get(
+        f"/api/custom/stripe/payment-intents/{created['paymentIntentId']}", headers=headers
+    )
+    stack.client.post(WEBHOOK, content=b"{}", headers={"Stripe-Signature": "t=1,v1=deadbeef"})
+    text = caplog.text + "".join(repr(record.args) for record in caplog.records)
+    assert "request" in text
+    for secret in (created["clientSecret"], token, JWT_SECRET, WEBHOOK_SECRET, signature):
+        assert secret not in text
