@@ -17,7 +17,7 @@ from tests.e2e.conftest import WEBHOOK_SECRET, auth, settings_for
 
 
 def test_every_operation_honours_the_schema(tmp_path: Path) -> None:
-    """Generated requests, authenticated as a real user, never get a 5xx or an undocumented answer."""
+    """Generated requests from a real user never get a 5xx or an undocumented answer."""
     container = create_container(
         settings_for(
             tmp_path, rate_limit_per_user="100000/minute", rate_limit_per_ip="100000/minute"
