@@ -28,6 +28,7 @@ from buytokens.domain.errors import (
 from buytokens.entrypoints.container import Container, create_container
 from buytokens.entrypoints.web import routes
 from buytokens.entrypoints.web.auth import Unauthorized
+from buytokens.entrypoints.web.page import build_page_router
 from buytokens.entrypoints.web.ratelimit import RateLimited
 
 log = logging.getLogger("buytokens.http")
@@ -75,18 +76,12 @@ def create_app(container: Container | None = None) -> FastAPI:
     )
     app.state.container = container
     app.include_router(routes.router)
-    _install_page(app, container)
+    app.include_router(build_page_router(container.settings()))
     _install_error_handlers(app)
     _install_request_log(app)
     return app
 
 
-def _install_page(app: FastAPI, container: Container) -> None:
-    try:
-        from buytokens.entrypoints.web.page import build_page_router  # noqa: PLC0415
-    except ImportError:  # the page ships separately in minimal installs
-        return
-    app.include_router(build_page_router(container.settings()))
 
 
 def _install_error_handlers(app: FastAPI) -> None:
