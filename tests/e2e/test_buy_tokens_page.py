@@ -10,6 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -152,6 +156,32 @@ def test_without_a_token_the_page_asks_to_sign_in_again(demo: Demo, browser: Bro
     page = context.new_page()
     page.goto(f"{demo.base_url}/buy-tokens")
     expect(page.locator("#bt-notice")).to_contain_text("sign-in is missing or expired")
+    context.close()
+
+
+def test_an_embedding_host_hands_the_token_over_by_post_message(
+    demo: Demo, browser: Browser
+) -> None:
+    """In a same-origin iframe with no token, the page asks its host and signs in with the reply."""
+    token = demo.token_for(f"user-{uuid.uuid4().hex[:10]}")
+    host = f"""<!doctype html><title>host</title>
+<iframe id="buy" src="/buy-tokens" width="900" height="700"></iframe>
+<script>
+  addEventListener('message', (event) => {{
+    if (event.origin !== location.origin || event.data?.type !== 'buytokens:token-request') return;
+    event.source.postMessage({{type: 'buytokens:token', token: '{token}'}}, location.origin);
+  }});
+</script>"""
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    page.route(
+        f"{demo.base_url}/host-app",
+        lambda route: route.fulfill(body=host, content_type="text/html"),
+    )
+    page.goto(f"{demo.base_url}/host-app")
+    frame = page.frame_locator("#buy")
+    expect(frame.locator("#bt-balance")).to_have_text("0")
+    expect(frame.locator("#bt-notice")).to_be_hidden()
     context.close()
 
 
@@ -433,6 +463,44 @@ def test_phone_width_shows_the_whole_dialog_without_sideways_scrolling(
         assert card_box["x"] + card_box["width"] <= 390
     screenshot(page, "phone-modal")
     context.close()
+
+
+# -- the demo command ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_run_demo_prints_a_working_url_and_cleans_up_when_stopped(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    """run_demo serves the page at the printed URL; Ctrl-C or SIGTERM leaves no files behind."""
+    code = "from buytokens.entrypoints.demo import run_demo; run_demo(0)"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    try:
+        assert process.stdout is not None
+        url = ""
+        for line in process.stdout:
+            if "/buy-tokens#token=" in line:
+                url = line.strip()
+                break
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url.partition("#")[0], timeout=10) as response:
+            assert response.status == 200
+        assert list(tmp_path.iterdir())  # the store and localstripe's state live here
+        process.send_signal(stop)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    assert "Demo stopped" in stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- helpers ---------------------------------------------------------------------
