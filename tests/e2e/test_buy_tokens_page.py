@@ -18,6 +18,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,18 @@ def test_without_a_token_the_page_asks_to_sign_in_again(demo: Demo, browser: Bro
     page = context.new_page()
     page.goto(f"{demo.base_url}/buy-tokens")
     expect(page.locator("#bt-notice")).to_contain_text("sign-in is missing or expired")
+    context.close()
+
+
+def test_an_expired_token_asks_to_sign_in_again(demo: Demo, browser: Browser) -> None:
+    """A token past its exp is refused by the API and the page says to reopen it."""
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    expired = demo.token_for("user-expired", lifetime=timedelta(minutes=-5))
+    page.goto(f"{demo.base_url}/buy-tokens#token={expired}")
+    expect(page.locator("#bt-notice")).to_contain_text("sign-in is missing or expired")
+    expect(page.locator("#bt-balance")).to_have_text("—")
+    assert page.evaluate("sessionStorage.getItem('buytokens.token')") is None
     context.close()
 
 

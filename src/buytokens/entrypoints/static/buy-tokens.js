@@ -39,6 +39,7 @@ const MESSAGES = {
     confirming: '正在确认付款…',
     processing: '付款处理中，请稍候…',
     success: '支付成功！已到账 {tokens} 代币，当前余额 {balance}。',
+    successBalance: '支付成功！当前余额 {balance}。',
     stillProcessing: '付款仍在处理中，到账后余额会自动更新。',
     needsReview: '付款已收到，正在人工核对，核对后到账。',
     declined: '付款未成功：{message}',
@@ -90,6 +91,7 @@ const MESSAGES = {
     confirming: 'Confirming the payment…',
     processing: 'Processing the payment…',
     success: 'Payment successful! {tokens} tokens added; your balance is {balance}.',
+    successBalance: 'Payment successful! Your balance is {balance}.',
     stillProcessing: 'The payment is still processing; your balance updates once it completes.',
     needsReview: 'Payment received and under review; tokens are added once it is checked.',
     declined: 'Payment failed: {message}',
@@ -558,7 +560,7 @@ async function pay() {
       refreshHistory();
       return;
     }
-    await waitForCredit(intent.paymentIntentId);
+    await waitForCredit(intent.paymentIntentId, pkg.tokens);
   } catch (error) {
     setStatus('');
     if (error instanceof NetworkError) {
@@ -597,7 +599,7 @@ async function confirmWithStripe(intent) {
   return { error: { message: t('noStripe') } };
 }
 
-async function waitForCredit(paymentIntentId) {
+async function waitForCredit(paymentIntentId, purchased = null) {
   setStatus(t('processing'));
   for (let attempt = 0; attempt < POLL_ATTEMPTS; attempt += 1) {
     let answer;
@@ -615,11 +617,10 @@ async function waitForCredit(paymentIntentId) {
     if (answer.status === 'succeeded') {
       sessionStorage.removeItem(PENDING_KEY);
       state.attemptKey = null;
-      const purchased = selectedPackage()?.tokens;
-      setStatus(t('success', {
-        tokens: purchased ? formatGrouped(purchased) : '',
-        balance: formatGrouped(state.balance ?? 0),
-      }), 'success');
+      const balance = formatGrouped(state.balance ?? 0);
+      setStatus(purchased
+        ? t('success', { tokens: formatGrouped(purchased), balance })
+        : t('successBalance', { balance }), 'success');
       refreshHistory();
       return;
     }
