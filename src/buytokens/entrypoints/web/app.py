@@ -82,8 +82,6 @@ def create_app(container: Container | None = None) -> FastAPI:
     return app
 
 
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BuyTokensError)
     async def domain_error(request: Request, exc: BuyTokensError) -> JSONResponse:
