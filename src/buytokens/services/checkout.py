@@ -12,6 +12,7 @@ from buytokens.domain.catalogue import (
     DEFAULT_PAYMENT_METHODS,
     Catalogue,
     PaymentMethod,
+    offered_payment_methods,
     require_payment_method,
 )
 from buytokens.domain.checkout import IntentRequest, IntentSnapshot
@@ -178,8 +179,6 @@ def receive_webhook(shop: Shop, payload: bytes, signature_header: str | None) ->
 
 def offered_methods(shop: Shop) -> tuple[PaymentMethod, ...]:
     """The payment methods the page may offer for this catalogue."""
-    from buytokens.domain.catalogue import offered_payment_methods  # noqa: PLC0415
-
     return offered_payment_methods(shop.catalogue.currency, shop.payment_methods)
 
 
