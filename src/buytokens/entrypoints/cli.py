@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import NoReturn
 
 from buytokens.domain.catalogue import Catalogue
@@ -14,6 +16,12 @@ from buytokens.domain.money import Money
 from buytokens.domain.purchases import Purchase
 from buytokens.entrypoints.container import Container, create_container
 from buytokens.services.crediting import grant_tokens
+from buytokens.services.reconciliation import (
+    EVENT_RETENTION,
+    ReconcileOutcome,
+    ReconcileReport,
+    reconcile,
+)
 
 
 class UsageError(Exception):
@@ -48,6 +56,25 @@ def _port(value: str) -> int:
     return int(value)
 
 
+_WINDOW = re.compile(r"^([0-9]{1,6})([mhd])$")
+_WINDOW_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def _window(value: str) -> timedelta:
+    match = _WINDOW.match(value.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"--since takes a duration such as 90m, 12h or 3d, got {value!r}"
+        )
+    window = timedelta(**{_WINDOW_UNITS[match[2]]: int(match[1])})
+    if not timedelta(0) < window <= EVENT_RETENTION:
+        raise argparse.ArgumentTypeError(
+            f"--since must be more than 0 and at most {EVENT_RETENTION.days}d "
+            f"(Stripe keeps events for {EVENT_RETENTION.days} days), got {value!r}"
+        )
+    return window
+
+
 def _parser() -> _Parser:
     parser = _Parser(prog="buytokens", description="Sell token packages through Stripe.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -67,6 +94,15 @@ def _parser() -> _Parser:
     grant.add_argument("tokens", metavar="TOKENS", type=_tokens)
     grant.add_argument("--reason", required=True, help="why, for the audit trail")
     grant.add_argument("--key", help="idempotency key: repeating the command with it grants once")
+    reconcile_ = commands.add_parser(
+        "reconcile", help="apply the Stripe events of a recent window that webhooks missed"
+    )
+    reconcile_.add_argument(
+        "--since",
+        type=_window,
+        default=timedelta(days=3),
+        help="how far back: 90m, 12h, 3d... at most 30d (default 3d)",
+    )
     return parser
 
 
@@ -115,6 +151,11 @@ def _run(args: argparse.Namespace, container: Container) -> int:
         if entry.shortfall:
             line += f"; {entry.shortfall:,} could not be deducted (balance stops at zero)"
         print(line)
+    elif args.command == "reconcile":
+        shop = container.shop()
+        report = reconcile(shop, shop.clock.now() - args.since)
+        print(_reconcile_report(report))
+        return 0 if report.complete else 1
     return 0
 
 
@@ -181,6 +222,24 @@ def _ledger_table(entries: Sequence[LedgerEntry]) -> str:
         for e in entries
     ]
     return _table(("at (UTC)", "kind", "tokens", "shortfall", "balance", "reason"), rows)
+
+
+def _reconcile_report(report: ReconcileReport) -> str:
+    summary = (
+        f"Stripe events since {report.since:%Y-%m-%d %H:%M:%S} UTC: {report.found} found, "
+        f"{report.applied} applied, {report.duplicates} already applied, {report.ignored} ignored, "
+        f"{len(report.needs_review)} need review, {len(report.failed)} failed"
+    )
+    # Duplicates and ignored events are the normal case; only what changed or needs a human.
+    quiet = (ReconcileOutcome.DUPLICATE, ReconcileOutcome.IGNORED)
+    rows = [
+        (e.outcome.value, e.event_id, e.type, e.payment_intent_id or "", e.reason)
+        for e in report.events
+        if e.outcome not in quiet
+    ]
+    if not rows:
+        return summary
+    return summary + "\n" + _table(("outcome", "event", "type", "payment intent", "reason"), rows)
 
 
 if __name__ == "__main__":
