@@ -188,15 +188,14 @@ def test_created_dispute_is_open() -> None:
     [
         ("won", DisputeState.WON),
         ("warning_closed", DisputeState.WON),
+        ("prevented", DisputeState.WON),
+        ("charge_refunded", DisputeState.WON),
         ("lost", DisputeState.LOST),
-        ("charge_refunded", DisputeState.LOST),
         (None, DisputeState.LOST),
     ],
 )
-def test_closed_dispute_is_won_only_when_stripe_says_so(
-    status: str | None, state: DisputeState
-) -> None:
-    """charge.dispute.closed is WON for won/warning_closed and LOST for anything else."""
+def test_closed_dispute_releases_unless_lost(status: str | None, state: DisputeState) -> None:
+    """A closed dispute releases the hold unless it was lost (or says nothing)."""
     received = translate_event(event("charge.dispute.closed", dispute(status=status)))
     assert isinstance(received.payment_event, DisputeChanged)
     assert received.payment_event.state is state

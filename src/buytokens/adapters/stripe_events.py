@@ -59,8 +59,10 @@ _ATTEMPT_TYPES = {
     PAYMENT_INTENT_CANCELED: AttemptOutcome.CANCELED,
 }
 
-# A dispute closed as ``warning_closed`` was an inquiry that never took money.
-_DISPUTES_RESOLVED_FOR_US = frozenset({"won", "warning_closed"})
+# ``warning_closed`` was an inquiry that never took money. ``prevented`` and
+# ``charge_refunded`` were settled by a refund (e.g. Visa RDR) whose own
+# ``charge.refunded`` event takes the tokens back, so the hold is released.
+_DISPUTES_RESOLVED_FOR_US = frozenset({"won", "warning_closed", "prevented", "charge_refunded"})
 
 
 def parse_signed_event(
