@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
 from bson import ObjectId
@@ -12,39 +11,18 @@ from pymongo.errors import DuplicateKeyError
 
 from buytokens.adapters.memory import FixedClock
 from buytokens.adapters.mongo import DuplicateBalance, MongoBalanceRepository, MongoDatabase
-from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.crediting import Disposition
 from buytokens.domain.errors import StoreCorrupted
 from buytokens.domain.events import (
     ChargeRefunded,
     DisputeChanged,
     DisputeState,
-    PaymentEvent,
-    PaymentSucceeded,
 )
 from buytokens.domain.ledger import EntryKind, LedgerChange
 from buytokens.domain.money import Money
-from buytokens.services.crediting import apply_payment_event
-from tests.support.stores import mongo_database
+from tests.support.mongo import OCCURRED, USER, deliver, succeeded
 
-USER = "0123456789abcdef01234567"
 OTHER = "89abcdef0123456789abcdef"
-OCCURRED = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def database() -> Iterator[MongoDatabase]:
-    """A fresh database (mongomock, or the server MONGODB_URI names)."""
-    with mongo_database() as db:
-        yield db
-
-
-def succeeded(pi: str, user: str = USER) -> PaymentSucceeded:
-    return PaymentSucceeded(f"evt_{pi}", pi, Money(1_000, "cny"), user, "package_100k", OCCURRED)
-
-
-def deliver(event: PaymentEvent, store: MongoBalanceRepository, clock: FixedClock) -> Disposition:
-    return apply_payment_event(event, store, DEFAULT_CATALOGUE, clock).disposition
 
 
 def librechat_balance(user: str, credits: float) -> dict[str, object]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,14 +16,12 @@ from buytokens.adapters.mongo import MongoBalanceRepository, MongoDatabase, conn
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.crediting import Disposition, decide
 from buytokens.domain.errors import ConfigurationError, StoreUnavailable
-from buytokens.domain.events import ChargeRefunded, PaymentEvent, PaymentSucceeded
+from buytokens.domain.events import ChargeRefunded
 from buytokens.domain.ledger import EntryKind, LedgerChange
 from buytokens.domain.money import Money
-from buytokens.services.crediting import apply_payment_event
+from tests.support.mongo import OCCURRED, USER, deliver, succeeded
 from tests.support.stores import mongo_database
 
-USER = "0123456789abcdef01234567"  # a LibreChat user id: stored as an ObjectId
-OCCURRED = datetime(2026, 1, 1, tzinfo=UTC)
 WRITES = frozenset(
     {
         "insert_one",
@@ -102,21 +99,6 @@ class CrashAt:
         if self.after:
             call()
         raise SimulatedCrash(f"crash {'after' if self.after else 'before'} write {self.n}")
-
-
-@pytest.fixture
-def database() -> Iterator[MongoDatabase]:
-    """A fresh database (mongomock, or the server MONGODB_URI names)."""
-    with mongo_database() as db:
-        yield db
-
-
-def succeeded(pi: str, user: str = USER) -> PaymentSucceeded:
-    return PaymentSucceeded(f"evt_{pi}", pi, Money(1_000, "cny"), user, "package_100k", OCCURRED)
-
-
-def deliver(event: PaymentEvent, store: MongoBalanceRepository, clock: FixedClock) -> Disposition:
-    return apply_payment_event(event, store, DEFAULT_CATALOGUE, clock).disposition
 
 
 def assert_settled(

@@ -105,6 +105,17 @@ def pay(client: stripe.StripeClient, payment_intent_id: str, card_number: str) -
     client.v1.payment_intents.confirm(payment_intent_id)
 
 
+def recording_gateway(localstripe: LocalStripe, recorder: RecordingClient) -> StripePaymentGateway:
+    """The adapter on localstripe, with every request it sends kept by ``recorder``."""
+    return StripePaymentGateway(
+        SECRET_KEY,
+        WEBHOOK_SECRET,
+        api_base=localstripe.api_base,
+        api_version=localstripe.api_version,
+        http_client=recorder,
+    )
+
+
 # -- what the adapter sends --------------------------------------------------------
 
 
@@ -113,13 +124,7 @@ def test_create_sends_an_idempotency_key_derived_from_the_purchase(
 ) -> None:
     """Every create for a purchase carries the same Idempotency-Key, so Stripe dedupes retries."""
     recorder = RecordingClient()
-    gateway = StripePaymentGateway(
-        SECRET_KEY,
-        WEBHOOK_SECRET,
-        api_base=localstripe.api_base,
-        api_version=localstripe.api_version,
-        http_client=recorder,
-    )
+    gateway = recording_gateway(localstripe, recorder)
     request = intent_request(purchase_id="purchase-abc")
     gateway.create_payment_intent(request)
     gateway.create_payment_intent(request)
@@ -131,13 +136,7 @@ def test_create_sends_an_idempotency_key_derived_from_the_purchase(
 def test_create_sends_price_method_and_metadata(localstripe: LocalStripe) -> None:
     """The request names the package price, the one method, and who bought what."""
     recorder = RecordingClient()
-    gateway = StripePaymentGateway(
-        SECRET_KEY,
-        None,
-        api_base=localstripe.api_base,
-        api_version=localstripe.api_version,
-        http_client=recorder,
-    )
+    gateway = recording_gateway(localstripe, recorder)
     gateway.create_payment_intent(intent_request(PaymentMethod.WECHAT_PAY, purchase_id="p-1"))
     method, url, _, body = recorder.sent[-1]
     assert (method, url) == ("post", f"{localstripe.api_base}/v1/payment_intents")
@@ -173,13 +172,7 @@ def test_current_api_versions_restrict_the_method_with_allowed_payment_method_ty
 def test_receipt_email_is_sent_when_known(localstripe: LocalStripe) -> None:
     """A known e-mail asks Stripe for a receipt (localstripe refuses it: GatewayRejected)."""
     recorder = RecordingClient()
-    gateway = StripePaymentGateway(
-        SECRET_KEY,
-        None,
-        api_base=localstripe.api_base,
-        api_version=localstripe.api_version,
-        http_client=recorder,
-    )
+    gateway = recording_gateway(localstripe, recorder)
     with pytest.raises(GatewayRejected, match="receipt_email"):
         gateway.create_payment_intent(intent_request(receipt_email="buyer@example.com"))
     assert recorder.sent[-1][3]["receipt_email"] == ["buyer@example.com"]
