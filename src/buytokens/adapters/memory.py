@@ -160,9 +160,14 @@ class InMemoryEventJournal:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.events: dict[str, tuple[str, str, int]] = {}
+        self._events: dict[str, tuple[str, str, int]] = {}
 
     def record(self, event: ReceivedEvent, disposition: str, at: datetime) -> None:
         with self._lock:
-            _type, _disposition, count = self.events.get(event.event_id, ("", "", 0))
-            self.events[event.event_id] = (event.type, disposition, count + 1)
+            _type, _disposition, count = self._events.get(event.event_id, ("", "", 0))
+            self._events[event.event_id] = (event.type, disposition, count + 1)
+
+    def deliveries(self, event_id: str) -> tuple[str, int] | None:
+        with self._lock:
+            known = self._events.get(event_id)
+        return None if known is None else (known[1], known[2])

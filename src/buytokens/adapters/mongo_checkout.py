@@ -94,3 +94,10 @@ class MongoEventJournal:
             )
         except PyMongoError as exc:
             raise StoreUnavailable(f"cannot record webhook event: {exc}") from exc
+
+    def deliveries(self, event_id: str) -> tuple[str, int] | None:
+        try:
+            found: dict[str, Any] | None = self._events.find_one({"_id": event_id})
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"cannot read webhook event: {exc}") from exc
+        return None if found is None else (str(found["disposition"]), int(found["deliveries"]))

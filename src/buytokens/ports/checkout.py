@@ -47,3 +47,7 @@ class EventJournal(Protocol):
     def record(self, event: ReceivedEvent, disposition: str, at: datetime) -> None:
         """Note one delivery of ``event``; repeated deliveries count up on the same record."""
         ...
+
+    def deliveries(self, event_id: str) -> tuple[str, int] | None:
+        """The latest disposition and the number of deliveries of one event, or None."""
+        ...

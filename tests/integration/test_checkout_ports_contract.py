@@ -1,0 +1,130 @@
+"""The CheckoutKeys and EventJournal contracts, run against every adapter."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from buytokens.adapters.memory import InMemoryCheckoutKeys, InMemoryEventJournal
+from buytokens.adapters.mongo_checkout import MongoCheckoutKeys, MongoEventJournal
+from buytokens.adapters.sqlite import SqliteCheckoutKeys, SqliteDatabase, SqliteEventJournal
+from buytokens.domain.checkout import ReceivedEvent
+from buytokens.ports.checkout import CheckoutKeys, EventJournal, KeyReservation
+from tests.support.stores import mongo_database
+
+AT = datetime(2026, 7, 1, tzinfo=UTC)
+Ports = tuple[CheckoutKeys, EventJournal]
+
+
+@contextmanager
+def _memory(_directory: Path) -> Iterator[Ports]:
+    yield InMemoryCheckoutKeys(), InMemoryEventJournal()
+
+
+@contextmanager
+def _sqlite(directory: Path) -> Iterator[Ports]:
+    database = SqliteDatabase(directory / "ports.sqlite3")
+    try:
+        yield SqliteCheckoutKeys(database), SqliteEventJournal(database)
+    finally:
+        database.close()
+
+
+@contextmanager
+def _mongo(_directory: Path) -> Iterator[Ports]:
+    with mongo_database() as database:
+        yield MongoCheckoutKeys(database), MongoEventJournal(database)
+
+
+ADAPTERS: dict[str, Callable[[Path], AbstractContextManager[Ports]]] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+    "mongo": _mongo,
+}
+
+
+@pytest.fixture(params=sorted(ADAPTERS))
+def ports(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ports]:
+    """Each adapter pair in turn, empty."""
+    with ADAPTERS[request.param](tmp_path) as pair:
+        yield pair
+
+
+def test_the_first_reservation_wins_and_later_ones_see_it(ports: Ports) -> None:
+    """Reserving returns None the first time and the stored reservation after."""
+    keys, _ = ports
+    assert keys.reserve("alice", "k1", "package_1m/card", AT) is None
+    assert keys.reserve(
+        "alice", "k1", "package_10m/card", AT + timedelta(seconds=1)
+    ) == KeyReservation("package_1m/card", AT, None)
+
+
+def test_keys_belong_to_one_user(ports: Ports) -> None:
+    """The same key from another user is a separate reservation."""
+    keys, _ = ports
+    assert keys.reserve("alice", "k", "a", AT) is None
+    assert keys.reserve("bob", "k", "b", AT) is None
+
+
+def test_a_completed_reservation_names_its_intent(ports: Ports) -> None:
+    """After complete, the reservation carries the payment intent id."""
+    keys, _ = ports
+    keys.reserve("alice", "k", "fp", AT)
+    keys.complete("alice", "k", "pi_123")
+    assert keys.reserve("alice", "k", "fp", AT) == KeyReservation("fp", AT, "pi_123")
+
+
+def test_release_frees_an_unfinished_reservation_only(ports: Ports) -> None:
+    """A failed request can be retried with its key; a finished one cannot be released."""
+    keys, _ = ports
+    keys.reserve("alice", "failed", "fp", AT)
+    keys.release("alice", "failed")
+    assert keys.reserve("alice", "failed", "fp", AT) is None
+    keys.reserve("alice", "done", "fp", AT)
+    keys.complete("alice", "done", "pi_9")
+    keys.release("alice", "done")
+    reservation = keys.reserve("alice", "done", "fp", AT)
+    assert reservation is not None
+    assert reservation.payment_intent_id == "pi_9"
+
+
+def test_concurrent_reservations_of_one_key_have_one_winner(ports: Ports) -> None:
+    """Eight racing requests with one key: exactly one gets to create the intent."""
+    keys, _ = ports
+    barrier = threading.Barrier(8)
+    results: list[KeyReservation | None] = []
+    lock = threading.Lock()
+
+    def reserve() -> None:
+        barrier.wait()
+        outcome = keys.reserve("alice", "race", "fp", AT)
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=reserve) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results.count(None) == 1
+    assert len(results) == 8
+
+
+def _event(event_id: str) -> ReceivedEvent:
+    return ReceivedEvent(event_id, "customer.created", AT, None)
+
+
+def test_the_journal_counts_deliveries_and_keeps_the_latest_disposition(ports: Ports) -> None:
+    """Each delivery of an event counts once; the record shows what the last one came to."""
+    _, journal = ports
+    assert journal.deliveries("evt_1") is None
+    journal.record(_event("evt_1"), "applied", AT)
+    journal.record(_event("evt_1"), "duplicate", AT + timedelta(seconds=5))
+    journal.record(_event("evt_2"), "ignored", AT)
+    assert journal.deliveries("evt_1") == ("duplicate", 2)
+    assert journal.deliveries("evt_2") == ("ignored", 1)
