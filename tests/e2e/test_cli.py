@@ -13,6 +13,7 @@ from buytokens.adapters.memory import SystemClock
 from buytokens.adapters.sqlite import SqliteBalanceRepository
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.events import PaymentSucceeded
+from buytokens.domain.money import Money
 from buytokens.services.crediting import apply_payment_event
 
 
@@ -122,3 +123,26 @@ def test_a_broken_catalogue_file_stops_with_its_name(tmp_path: Path) -> None:
         result.stderr.strip()
         == f"buytokens: error: catalogue {bad}: packages.x.tokens: must be a positive integer"
     )
+
+
+def test_approve_credits_a_flagged_purchase_once(tmp_path: Path) -> None:
+    """An operator's approval credits the package once; a second approval is refused."""
+    store = SqliteBalanceRepository(tmp_path / "cli.sqlite3", SystemClock())
+    package = DEFAULT_CATALOGUE.get("package_100k")
+    paid_less = Money(package.price.amount - 1, package.price.currency)
+    event = PaymentSucceeded(
+        "evt_odd", "pi_odd", paid_less, "carol", package.id, SystemClock().now()
+    )
+    apply_payment_event(event, store, DEFAULT_CATALOGUE, SystemClock())
+    store.close()
+    assert "needs_review" in _run(tmp_path, "history", "carol").stdout
+    approved = _run(tmp_path, "approve", "pi_odd", "--reason", "one fen short, goodwill")
+    assert approved.returncode == 0, approved.stderr
+    assert approved.stdout.strip() == "pi_odd: credited +100,000 tokens to carol; now succeeded"
+    again = _run(tmp_path, "approve", "pi_odd", "--reason", "again")
+    assert again.returncode == 1
+    assert "not awaiting review" in again.stderr
+    assert _run(tmp_path, "balance", "carol").stdout.strip() == "100000"
+    assert "goodwill" in _run(tmp_path, "history", "carol").stdout
+    missing = _run(tmp_path, "approve", "pi_nothing", "--reason", "x")
+    assert (missing.returncode, missing.stderr.count("\n")) == (1, 1)

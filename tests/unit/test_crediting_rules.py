@@ -9,7 +9,7 @@ import pytest
 from buytokens.adapters.memory import FixedClock, InMemoryBalanceRepository, SequentialIdSource
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.crediting import Disposition
-from buytokens.domain.errors import UserError
+from buytokens.domain.errors import NotFound, UserError
 from buytokens.domain.events import (
     AttemptOutcome,
     ChargeRefunded,
@@ -22,7 +22,12 @@ from buytokens.domain.events import (
 from buytokens.domain.ledger import EntryKind
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import Purchase, PurchaseStatus
-from buytokens.services.crediting import Applied, apply_payment_event, grant_tokens
+from buytokens.services.crediting import (
+    Applied,
+    apply_payment_event,
+    approve_purchase,
+    grant_tokens,
+)
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 PRICE = Money(3_500, "cny")  # package_500k
@@ -297,3 +302,34 @@ def test_grant_refuses_meaningless_input(
     """Empty user, zero tokens or no reason is a user error."""
     with pytest.raises(UserError):
         grant_tokens(user, tokens, reason, store, SequentialIdSource())
+
+
+def test_an_approved_review_credits_once_and_refunds_then_take_back(shop: _Harness) -> None:
+    """Approval credits the package through the one credit key; later refunds work as usual."""
+    shop.apply(_succeeded(amount=Money(3_499, "cny")))
+    applied = approve_purchase("pi_1", "customer paid by bank transfer", shop.store, shop.clock)
+    assert [(e.kind, e.applied) for e in applied.entries] == [(EntryKind.PURCHASE, TOKENS)]
+    assert "customer paid by bank transfer" in applied.entries[0].reason
+    assert shop.status() is PurchaseStatus.SUCCEEDED
+    with pytest.raises(UserError, match="not awaiting review"):
+        approve_purchase("pi_1", "again", shop.store, shop.clock)
+    shop.apply(_refund(3_500))
+    assert shop.store.balance("alice") == 0
+    assert shop.status() is PurchaseStatus.REFUNDED
+
+
+def test_approval_needs_a_flagged_purchase_with_a_known_package(
+    store: InMemoryBalanceRepository, clock: FixedClock
+) -> None:
+    """Unknown intents, unflagged purchases and unknown packages cannot be approved."""
+    shop = _Harness(store, clock)
+    with pytest.raises(NotFound):
+        approve_purchase("pi_none", "x", store, clock)
+    shop.apply(_succeeded("pi_ok", user="bob"))
+    with pytest.raises(UserError, match="not awaiting review"):
+        approve_purchase("pi_ok", "x", store, clock)
+    shop.apply(_succeeded("pi_odd", user="bob", package="package_free"))
+    with pytest.raises(UserError, match="use `buytokens grant`"):
+        approve_purchase("pi_odd", "x", store, clock)
+    assert store.balance("bob") == TOKENS
+

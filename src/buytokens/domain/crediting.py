@@ -15,6 +15,7 @@ from datetime import datetime
 import attrs
 
 from buytokens.domain.catalogue import Catalogue
+from buytokens.domain.errors import NotFound, UserError
 from buytokens.domain.events import (
     AttemptOutcome,
     ChargeRefunded,
@@ -138,6 +139,44 @@ def _on_attempted(current: Purchase | None, event: PaymentAttempted, now: dateti
         current, attempt=event.outcome, attempt_at=event.occurred_at, updated_at=now
     )
     return _transition(current, updated, (), Disposition.APPLIED)
+
+
+def approve_review(current: Purchase | None, reason: str, now: datetime) -> Decision:
+    """Credit a flagged purchase that an operator checked and found good.
+
+    The credit uses the intent's one credit key, so it can still happen only once;
+    refunds and disputes already known are settled against it at the same time.
+    Raises UserError when there is nothing to approve.
+    """
+    if current is None:
+        raise NotFound("no purchase with that payment intent id")
+    pi = current.payment_intent_id
+    if current.review_reason is None:
+        raise UserError(
+            f"purchase {pi} is not awaiting review (it is {current.status.value})",
+            code="not_in_review",
+        )
+    if not current.succeeded or current.user_id is None or current.price is None:
+        raise UserError(
+            f"purchase {pi} cannot be credited from its own record ({current.review_reason}); "
+            "use `buytokens grant` instead",
+            code="not_approvable",
+        )
+    if not reason.strip():
+        raise UserError("a reason is required for the audit trail")
+    approved = attrs.evolve(
+        current, review_reason=None, tokens_credited=current.tokens, updated_at=now
+    )
+    credit = LedgerChange(
+        key=credit_key(pi),
+        user_id=current.user_id,
+        kind=EntryKind.PURCHASE,
+        tokens=current.tokens,
+        payment_intent_id=pi,
+        reason=f"approved after review: {reason.strip()}",
+    )
+    settled, takebacks = _rebalance(current, approved)
+    return _transition(current, settled, (credit, *takebacks), Disposition.APPLIED)
 
 
 def _attempt_rank(outcome: AttemptOutcome | None) -> int:

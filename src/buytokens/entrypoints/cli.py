@@ -15,7 +15,7 @@ from buytokens.domain.ledger import LedgerEntry
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import Purchase
 from buytokens.entrypoints.container import Container, create_container
-from buytokens.services.crediting import grant_tokens
+from buytokens.services.crediting import approve_purchase, grant_tokens
 from buytokens.services.reconciliation import (
     EVENT_RETENTION,
     ReconcileOutcome,
@@ -94,6 +94,11 @@ def _parser() -> _Parser:
     grant.add_argument("tokens", metavar="TOKENS", type=_tokens)
     grant.add_argument("--reason", required=True, help="why, for the audit trail")
     grant.add_argument("--key", help="idempotency key: repeating the command with it grants once")
+    approve = commands.add_parser(
+        "approve", help="credit a purchase flagged for review after checking it by hand"
+    )
+    approve.add_argument("payment_intent_id", metavar="PAYMENT_INTENT")
+    approve.add_argument("--reason", required=True, help="why, for the audit trail")
     reconcile_ = commands.add_parser(
         "reconcile", help="apply the Stripe events of a recent window that webhooks missed"
     )
@@ -151,6 +156,15 @@ def _run(args: argparse.Namespace, container: Container) -> int:
         if entry.shortfall:
             line += f"; {entry.shortfall:,} could not be deducted (balance stops at zero)"
         print(line)
+    elif args.command == "approve":
+        applied = approve_purchase(
+            args.payment_intent_id, args.reason, container.store(), container.clock()
+        )
+        credit = applied.entries[0]
+        print(
+            f"{args.payment_intent_id}: credited {credit.applied:+,} tokens to {credit.user_id}; "
+            f"now {applied.purchase.status.value if applied.purchase else 'unknown'}"
+        )
     elif args.command == "reconcile":
         shop = container.shop()
         report = reconcile(shop, shop.clock.now() - args.since)

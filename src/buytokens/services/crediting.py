@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 
 from buytokens.domain.catalogue import Catalogue
-from buytokens.domain.crediting import Decision, Disposition, decide
+from buytokens.domain.crediting import Decision, Disposition, approve_review, decide
 from buytokens.domain.errors import ConcurrentUpdate, UserError
 from buytokens.domain.events import PaymentEvent
 from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry
@@ -31,15 +33,38 @@ class Applied:
 def apply_payment_event(
     event: PaymentEvent, store: BalanceRepository, catalogue: Catalogue, clock: Clock
 ) -> Applied:
-    """Apply ``event`` exactly once, however often and concurrently it is delivered.
+    """Apply ``event`` exactly once, however often and concurrently it is delivered."""
+    return _settle(
+        event.payment_intent_id,
+        store,
+        lambda current: decide(current, event, catalogue, clock.now()),
+    )
 
-    Reads the purchase, decides, and commits at the version read; a concurrent
-    writer makes the commit fail as a whole, and the loop decides again on the
-    fresh state, where an event already applied decides nothing.
+
+def approve_purchase(
+    payment_intent_id: str, reason: str, store: BalanceRepository, clock: Clock
+) -> Applied:
+    """Credit a purchase flagged for review, once, with the operator's reason on the ledger."""
+    return _settle(
+        payment_intent_id,
+        store,
+        lambda current: approve_review(current, reason, clock.now()),
+    )
+
+
+def _settle(
+    payment_intent_id: str,
+    store: BalanceRepository,
+    decide_on: Callable[[Purchase | None], Decision],
+) -> Applied:
+    """Read the purchase, decide, and commit at the version read.
+
+    A concurrent writer makes the commit fail as a whole, and the loop decides
+    again on the fresh state, where an event already applied decides nothing.
     """
     for _ in range(MAX_ATTEMPTS):
-        current = store.get_purchase(event.payment_intent_id)
-        decision: Decision = decide(current, event, catalogue, clock.now())
+        current = store.get_purchase(payment_intent_id)
+        decision = decide_on(current)
         if decision.transition is None:
             return Applied(decision.disposition, current, reason=decision.reason)
         try:
@@ -48,7 +73,7 @@ def apply_payment_event(
             continue
         return Applied(decision.disposition, decision.transition.purchase, entries, decision.reason)
     raise ConcurrentUpdate(
-        f"payment intent {event.payment_intent_id} kept changing under "
+        f"payment intent {payment_intent_id} kept changing under "
         f"{MAX_ATTEMPTS} attempts; retry later"
     )
 
