@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from buytokens.adapters.stripe_events import sign_payload
 from tests.e2e.conftest import JWT_SECRET, WEBHOOK_SECRET, token_for
+from tests.support.concurrency import at_once
 
 pytestmark = pytest.mark.slow
 
@@ -131,21 +131,7 @@ def _balance(url: str, user: str) -> Any:
 def test_the_same_event_twenty_times_at_once_credits_once(server: Server) -> None:
     """Twenty concurrent deliveries of one event: all 200, one credit."""
     payload = _succeeded("pi_concurrent")
-    barrier = threading.Barrier(20)
-    results: list[httpx.Response] = []
-    lock = threading.Lock()
-
-    def deliver() -> None:
-        barrier.wait()
-        response = _post_webhook(server.url, payload)
-        with lock:
-            results.append(response)
-
-    threads = [threading.Thread(target=deliver) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    results = at_once(lambda _: _post_webhook(server.url, payload), 20)
     assert [r.status_code for r in results] == [200] * 20
     outcomes = sorted(r.json()["outcome"] for r in results)
     assert outcomes == ["applied"] + ["duplicate"] * 19

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ from buytokens.adapters.mongo_checkout import MongoCheckoutKeys, MongoEventJourn
 from buytokens.adapters.sqlite import SqliteCheckoutKeys, SqliteDatabase, SqliteEventJournal
 from buytokens.domain.checkout import ReceivedEvent
 from buytokens.ports.checkout import CheckoutKeys, EventJournal, KeyReservation
+from tests.support.concurrency import at_once
 from tests.support.stores import mongo_database
 
 AT = datetime(2026, 7, 1, tzinfo=UTC)
@@ -96,21 +96,7 @@ def test_release_frees_an_unfinished_reservation_only(ports: Ports) -> None:
 def test_concurrent_reservations_of_one_key_have_one_winner(ports: Ports) -> None:
     """Eight racing requests with one key: exactly one gets to create the intent."""
     keys, _ = ports
-    barrier = threading.Barrier(8)
-    results: list[KeyReservation | None] = []
-    lock = threading.Lock()
-
-    def reserve() -> None:
-        barrier.wait()
-        outcome = keys.reserve("alice", "race", "fp", AT)
-        with lock:
-            results.append(outcome)
-
-    threads = [threading.Thread(target=reserve) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    results = at_once(lambda _: keys.reserve("alice", "race", "fp", AT), 8)
     assert results.count(None) == 1
     assert len(results) == 8
 

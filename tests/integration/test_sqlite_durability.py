@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
-import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from buytokens.domain.errors import StoreCorrupted
 from buytokens.domain.events import ChargeRefunded, PaymentEvent, PaymentSucceeded
 from buytokens.domain.money import Money
 from buytokens.services.crediting import apply_payment_event
+from tests.support.concurrency import at_once
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 PACKAGE = DEFAULT_CATALOGUE.get("package_1m")
@@ -106,18 +105,9 @@ def test_a_crash_at_any_statement_then_redelivery_credits_exactly_once(
 def test_twenty_threads_delivering_the_same_success_credit_once(tmp_path: Path) -> None:
     """Concurrent duplicates race on one file; exactly one wins."""
     store = SqliteBalanceRepository(tmp_path / "threads.sqlite3", SystemClock())
-    barrier = threading.Barrier(20)
-    errors: list[BaseException] = []
-
-    def deliver() -> None:
-        try:
-            barrier.wait()
-            apply_payment_event(_succeeded(), store, DEFAULT_CATALOGUE, SystemClock())
-        except BaseException as exc:  # collected and asserted below
-            errors.append(exc)
-
-    _run_threads(deliver, 20)
-    assert errors == []
+    at_once(
+        lambda _: apply_payment_event(_succeeded(), store, DEFAULT_CATALOGUE, SystemClock()), 20
+    )
     assert store.balance("alice") == PACKAGE.tokens
     assert len(store.ledger("alice")) == 1
     store.close()
@@ -126,30 +116,15 @@ def test_twenty_threads_delivering_the_same_success_credit_once(tmp_path: Path) 
 def test_ten_different_payments_for_a_new_user_are_all_credited(tmp_path: Path) -> None:
     """Concurrent credits to one balance row never lose an update."""
     store = SqliteBalanceRepository(tmp_path / "many.sqlite3", SystemClock())
-    barrier = threading.Barrier(10)
-    counter = iter(range(10))
-    lock = threading.Lock()
-
-    def deliver() -> None:
-        with lock:
-            n = next(counter)
-        barrier.wait()
-        apply_payment_event(
+    at_once(
+        lambda n: apply_payment_event(
             _succeeded(f"pi_{n}", "newbie"), store, DEFAULT_CATALOGUE, SystemClock()
-        )
-
-    _run_threads(deliver, 10)
+        ),
+        10,
+    )
     assert store.balance("newbie") == 10 * PACKAGE.tokens
     assert store.ledger_sum("newbie") == 10 * PACKAGE.tokens
     store.close()
-
-
-def _run_threads(target: Callable[[], None], count: int) -> None:
-    threads = [threading.Thread(target=target) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
 
 
 def _deliver_in_process(path: str, start: Any) -> None:
