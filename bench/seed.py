@@ -165,7 +165,7 @@ def rows(quick: bool) -> list[Row]:
             f"P3 bytes per user after {last} vs {first} purchases (Mongo balance document)",
             f"{ours[last][1]} B vs {ours[first][1]} B",
             size,
-            *at_most(size, 1.0),
+            *at_most(size, 1.1),
         ),
         Row(
             f"seed: purchase {last - window + 1}-{last} vs {first - window + 1}-{first} "
