@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,9 +14,9 @@ from typing import Any
 import pytest
 
 from buytokens.adapters.memory import FixedClock, SystemClock
-from buytokens.adapters.sqlite import SCHEMA_VERSION, SqliteBalanceRepository
+from buytokens.adapters.sqlite import SCHEMA_VERSION, SqliteBalanceRepository, SqliteDatabase
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
-from buytokens.domain.errors import StoreCorrupted
+from buytokens.domain.errors import ConcurrentUpdate, StoreCorrupted
 from buytokens.domain.events import ChargeRefunded, PaymentEvent, PaymentSucceeded
 from buytokens.domain.money import Money
 from buytokens.services.crediting import apply_payment_event
@@ -184,3 +187,61 @@ def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StoreCorrupted, match="newer than this buytokens"):
         SqliteBalanceRepository(path, SystemClock())
+
+
+class CountingConnection(sqlite3.Connection):
+    """Counts the COMMITs sent to the file."""
+
+    commits = 0
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            CountingConnection.commits += 1
+        return super().execute(sql, parameters)
+
+
+def test_concurrent_writes_share_commits_and_a_failing_one_spoils_none(tmp_path: Path) -> None:
+    """Writes queued behind a running one commit together; one that raises is undone alone."""
+    database = SqliteDatabase(tmp_path / "group.sqlite3", connection_factory=CountingConnection)
+    CountingConnection.commits = 0
+    started, release = threading.Event(), threading.Event()
+
+    def slow(conn: sqlite3.Connection) -> str:
+        started.set()
+        release.wait(timeout=30)
+        conn.execute("INSERT INTO balances VALUES ('slow', 1, 'now')")
+        return "slow"
+
+    def insert(n: int) -> Callable[[sqlite3.Connection], str]:
+        def work(conn: sqlite3.Connection) -> str:
+            conn.execute("INSERT INTO balances VALUES (?, ?, 'now')", (f"u{n}", n))
+            if n == 3:
+                raise ConcurrentUpdate("this one loses")
+            return f"u{n}"
+
+        return work
+
+    first = threading.Thread(target=database.transact, args=(slow,))
+    first.start()
+    started.wait(timeout=30)
+    results: dict[int, object] = {}
+
+    def queue_write(n: int) -> None:
+        try:
+            results[n] = database.transact(insert(n))
+        except ConcurrentUpdate as exc:
+            results[n] = exc
+
+    threads = [threading.Thread(target=queue_write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)  # let all eight queue behind the slow write
+    release.set()
+    for thread in [first, *threads]:
+        thread.join(timeout=30)
+    assert isinstance(results.pop(3), ConcurrentUpdate)
+    assert results == {n: f"u{n}" for n in range(8) if n != 3}
+    assert CountingConnection.commits <= 3  # the slow write's batch, then one for the queue
+    rows = dict(database.read("SELECT user_id, token_credits FROM balances", ()))
+    assert rows == {"slow": 1} | {f"u{n}": n for n in range(8) if n != 3}
+    database.close()

@@ -6,18 +6,25 @@ webhook's 2xx, which stops Stripe's retries, always follows a durable outcome.
 A second application of the same purchase transition is impossible because the
 purchase row is replaced only at its expected version and every ledger key is
 UNIQUE.
+
+Writes of one process go through one writer thread that commits whatever has
+queued up meanwhile in a single transaction (group commit): each write runs in
+its own savepoint, so one that fails leaves the others intact, and every caller
+returns only once the shared COMMIT, one fsync for all of them, is on disk.
+Other processes on the same file wait for SQLite's write lock as usual.
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from buytokens.domain.checkout import ReceivedEvent
 from buytokens.domain.crediting import PurchaseTransition
@@ -124,8 +131,26 @@ _UPSERT_BALANCE = (
 )
 
 
+T = TypeVar("T")
+
+# Enough to share one fsync among every request a busy server has in flight.
+MAX_BATCH = 64
+
+
+class _Write(Generic[T]):
+    """One queued write and, once its batch is committed, what came of it."""
+
+    __slots__ = ("done", "error", "result", "work")
+
+    def __init__(self, work: Callable[[sqlite3.Connection], T]) -> None:
+        self.work = work
+        self.done = threading.Event()
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+
 class SqliteDatabase:
-    """One SQLite file: a connection per thread, durable write transactions, migrations.
+    """One SQLite file: a reading connection per thread, one group-committing writer.
 
     ``connection_factory`` is the ``sqlite3.Connection`` subclass to connect with
     (tracing and fault injection use it).
@@ -144,54 +169,140 @@ class SqliteDatabase:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        with self.write() as conn:
+        self._queue: queue.SimpleQueue[_Write[Any] | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
+        conn = self.connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
             self._migrate(conn)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreUnavailable(f"cannot prepare SQLite store {self.path}: {exc}") from exc
+            raise
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=self._busy_timeout_ms / 1000,
+                factory=self._factory,
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
+        with self._connections_lock:
+            self._connections.append(conn)
+        return conn
 
     def connection(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use."""
+        """This thread's reading connection, opened on first use."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            try:
-                conn = sqlite3.connect(
-                    self.path,
-                    isolation_level=None,
-                    check_same_thread=False,
-                    timeout=self._busy_timeout_ms / 1000,
-                    factory=self._factory,
-                )
-                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = FULL")
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
+            conn = self._open()
             self._local.conn = conn
-            with self._connections_lock:
-                self._connections.append(conn)
         return conn
 
     def close(self) -> None:
-        """Close every connection opened on this file."""
+        """Finish the queued writes, stop the writer and close every connection."""
+        with self._writer_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            self._queue.put(None)
+            writer.join(timeout=60)
         with self._connections_lock:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
 
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """A ``BEGIN IMMEDIATE`` transaction, committed on success and rolled back otherwise."""
-        conn = self.connection()
+    def transact(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in a durable write transaction and return what it returned.
+
+        ``work`` runs on the writer thread, inside its own savepoint of a
+        transaction it may share with other callers'; whatever it raises comes back
+        here, with its writes undone and theirs kept. This returns only after the
+        COMMIT is on disk; if the commit fails, every write of the batch fails.
+        """
+        write = _Write(work)
+        self._start_writer()
+        self._queue.put(write)
+        write.done.wait()
+        if write.error is not None:
+            raise write.error
+        return write.result  # type: ignore[return-value]
+
+    def _start_writer(self) -> None:
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_batches, name=f"sqlite-writer {self.path}", daemon=True
+                )
+                self._writer.start()
+
+    def _write_batches(self) -> None:
+        conn: sqlite3.Connection | None = None
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            try:
+                conn = conn or self._open()
+                self._commit(conn, batch)
+            except BaseException as exc:  # the writer must outlive any batch
+                for write in batch:
+                    write.error = write.error or exc
+            finally:
+                for write in batch:
+                    write.done.set()
+            if stop:
+                return
+
+    @staticmethod
+    def _commit(conn: sqlite3.Connection, batch: list[_Write[Any]]) -> None:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite store is busy: {exc}") from exc
         try:
-            yield conn
+            for index, write in enumerate(batch):
+                conn.execute(f"SAVEPOINT w{index}")
+                try:
+                    write.result = write.work(conn)
+                except Exception as exc:  # handed back to that write's caller
+                    conn.execute(f"ROLLBACK TO w{index}")
+                    write.error = exc
+                conn.execute(f"RELEASE w{index}")
             conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        except BaseException as exc:
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except BaseException:  # noqa: S110 - the original failure is what callers need
+                pass
+            # Writes that had succeeded are lost with the transaction: they fail too.
+            for write in batch:
+                if write.error is None:
+                    write.error = exc
+                    write.result = None
 
     def read(self, sql: str, params: Sequence[object]) -> list[Any]:
         """Run one query outside any write transaction."""
@@ -243,9 +354,7 @@ class SqliteBalanceRepository:
             )
         )
         self._clock = clock
-        self._write = self.database.write
         self._read = self.database.read
-        self._guarded = self.database.guarded
 
     @property
     def path(self) -> str:
@@ -266,7 +375,7 @@ class SqliteBalanceRepository:
         return _purchase_from_row(rows[0]) if rows else None
 
     def add_purchase(self, purchase: Purchase) -> Purchase:
-        with self._guarded(), self._write() as conn:
+        def add(conn: sqlite3.Connection) -> Purchase:
             row = conn.execute(
                 f"SELECT {_PURCHASE_COLUMNS} FROM purchases WHERE payment_intent_id = ?",  # noqa: S608
                 (purchase.payment_intent_id,),
@@ -276,9 +385,13 @@ class SqliteBalanceRepository:
             conn.execute(_INSERT_PURCHASE, _purchase_row(purchase))
             return purchase
 
+        with self.database.guarded():
+            return self.database.transact(add)
+
     def commit(self, transition: PurchaseTransition) -> tuple[LedgerEntry, ...]:
         purchase = transition.purchase
-        with self._guarded(), self._write() as conn:
+
+        def store(conn: sqlite3.Connection) -> tuple[LedgerEntry, ...]:
             try:
                 if transition.expected_version is None:
                     conn.execute(_INSERT_PURCHASE, _purchase_row(purchase))
@@ -297,8 +410,11 @@ class SqliteBalanceRepository:
                     f"purchase {purchase.payment_intent_id} was changed concurrently: {exc}"
                 ) from exc
 
+        with self.database.guarded():
+            return self.database.transact(store)
+
     def record_adjustment(self, change: LedgerChange) -> LedgerEntry:
-        with self._guarded(), self._write() as conn:
+        def adjust(conn: sqlite3.Connection) -> LedgerEntry:
             row = conn.execute(
                 f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE entry_key = ?",  # noqa: S608
                 (change.key,),
@@ -306,6 +422,9 @@ class SqliteBalanceRepository:
             if row is not None:
                 return _entry_from_row(row)
             return self._apply(conn, change)
+
+        with self.database.guarded():
+            return self.database.transact(adjust)
 
     def _apply(self, conn: sqlite3.Connection, change: LedgerChange) -> LedgerEntry:
         row = conn.execute(
@@ -443,7 +562,7 @@ class SqliteCheckoutKeys:
     def reserve(
         self, user_id: str, key: str, fingerprint: str, at: datetime
     ) -> KeyReservation | None:
-        with self._db.guarded(), self._db.write() as conn:
+        def reserve(conn: sqlite3.Connection) -> KeyReservation | None:
             row = conn.execute(
                 "SELECT fingerprint, reserved_at, payment_intent_id FROM checkout_keys "
                 "WHERE user_id = ? AND idempotency_key = ?",
@@ -458,21 +577,34 @@ class SqliteCheckoutKeys:
             )
             return None
 
+        with self._db.guarded():
+            return self._db.transact(reserve)
+
     def complete(self, user_id: str, key: str, payment_intent_id: str) -> None:
-        with self._db.guarded(), self._db.write() as conn:
-            conn.execute(
-                "UPDATE checkout_keys SET payment_intent_id = ? "
-                "WHERE user_id = ? AND idempotency_key = ?",
-                (payment_intent_id, user_id, key),
-            )
+        self._execute(
+            "UPDATE checkout_keys SET payment_intent_id = ? "
+            "WHERE user_id = ? AND idempotency_key = ?",
+            (payment_intent_id, user_id, key),
+        )
 
     def release(self, user_id: str, key: str) -> None:
-        with self._db.guarded(), self._db.write() as conn:
-            conn.execute(
-                "DELETE FROM checkout_keys WHERE user_id = ? AND idempotency_key = ? "
-                "AND payment_intent_id IS NULL",
-                (user_id, key),
-            )
+        self._execute(
+            "DELETE FROM checkout_keys WHERE user_id = ? AND idempotency_key = ? "
+            "AND payment_intent_id IS NULL",
+            (user_id, key),
+        )
+
+    def _execute(self, sql: str, params: Sequence[object]) -> None:
+        with self._db.guarded():
+            self._db.transact(lambda conn: conn.execute(sql, params))
+
+
+_RECORD_EVENT = (
+    "INSERT INTO webhook_events (event_id, type, payment_intent_id, disposition, "
+    "first_received_at, last_received_at, deliveries) VALUES (?, ?, ?, ?, ?, ?, 1) "
+    "ON CONFLICT (event_id) DO UPDATE SET deliveries = deliveries + 1, "
+    "last_received_at = excluded.last_received_at, disposition = excluded.disposition"
+)
 
 
 class SqliteEventJournal:
@@ -483,14 +615,9 @@ class SqliteEventJournal:
 
     def record(self, event: ReceivedEvent, disposition: str, at: datetime) -> None:
         pi = None if event.payment_event is None else event.payment_event.payment_intent_id
-        with self._db.guarded(), self._db.write() as conn:
-            conn.execute(
-                "INSERT INTO webhook_events (event_id, type, payment_intent_id, disposition, "
-                "first_received_at, last_received_at, deliveries) VALUES (?, ?, ?, ?, ?, ?, 1) "
-                "ON CONFLICT (event_id) DO UPDATE SET deliveries = deliveries + 1, "
-                "last_received_at = excluded.last_received_at, disposition = excluded.disposition",
-                (event.event_id, event.type, pi, disposition, at.isoformat(), at.isoformat()),
-            )
+        params = (event.event_id, event.type, pi, disposition, at.isoformat(), at.isoformat())
+        with self._db.guarded():
+            self._db.transact(lambda conn: conn.execute(_RECORD_EVENT, params))
 
     def deliveries(self, event_id: str) -> tuple[str, int] | None:
         """The last disposition and the number of deliveries of one event."""

@@ -7,7 +7,6 @@ import logging
 import time
 import uuid
 
-from anyio import CapacityLimiter
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -77,13 +76,6 @@ def create_app(container: Container | None = None) -> FastAPI:
         summary="Sell token packages through Stripe and credit them exactly once.",
     )
     app.state.container = container
-    # SQLite admits one writer at a time, and a thread waiting for its lock polls
-    # in sleeps of up to 100 ms; queueing webhook writers here starts the next one
-    # as soon as the last commits, which keeps the slowest answers near the median.
-    # None: the thread pool's own limit, for MongoDB, which takes writers in parallel.
-    app.state.store_writers = (
-        CapacityLimiter(1) if container.settings().mongodb_uri is None else None
-    )
     app.include_router(routes.router)
     app.include_router(build_page_router(container.settings()))
     _install_error_handlers(app)

@@ -6,10 +6,10 @@ No ``from __future__ import annotations`` here: the injector reads the
 
 from typing import Annotated
 
-import anyio.to_thread
 from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from buytokens.domain.errors import BuyTokensError
 from buytokens.entrypoints.container import Container
@@ -208,11 +208,8 @@ async def webhook(request: Request, shop: ShopDep) -> JSONResponse:
     for a transient failure Stripe should retry."""
     payload = await _read_capped(request, WEBHOOK_MAX_BYTES)
     signature = request.headers.get("stripe-signature")
-    # The store and the SDK block: run them off the event loop, as many at once
-    # as the store takes writers (``create_app`` sets the limit).
-    applied = await anyio.to_thread.run_sync(
-        receive_webhook, shop, payload, signature, limiter=request.app.state.store_writers
-    )
+    # The store and the SDK block: run them off the event loop.
+    applied = await run_in_threadpool(receive_webhook, shop, payload, signature)
     body = WebhookResponse(outcome=applied.disposition.value)
     return JSONResponse(body.model_dump())
 
