@@ -266,6 +266,7 @@ def test_a_succeeded_webhook_credits_once(stack: Stack) -> None:
     assert [r.status_code for r in outcomes] == [200, 200, 200]
     assert [r.json()["outcome"] for r in outcomes] == ["applied", "duplicate", "duplicate"]
     assert stack.balance("alice") == 500_000
+    assert stack.container.backend().journal.deliveries(event["id"]) == ("duplicate", 3)
 
 
 def test_a_late_payment_failed_after_success_changes_nothing(stack: Stack) -> None:

@@ -1,4 +1,4 @@
-"""The CheckoutKeys and EventJournal contracts, run against every adapter."""
+"""The CheckoutKeys and EventJournal contracts, and deliveries journalled with transitions."""
 
 from __future__ import annotations
 
@@ -7,12 +7,29 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import attrs
 import pytest
 
-from buytokens.adapters.memory import InMemoryCheckoutKeys, InMemoryEventJournal
+from buytokens.adapters.memory import (
+    FixedClock,
+    InMemoryBalanceRepository,
+    InMemoryCheckoutKeys,
+    InMemoryEventJournal,
+)
+from buytokens.adapters.mongo import MongoBalanceRepository
 from buytokens.adapters.mongo_checkout import MongoCheckoutKeys, MongoEventJournal
-from buytokens.adapters.sqlite import SqliteCheckoutKeys, SqliteDatabase, SqliteEventJournal
-from buytokens.domain.checkout import ReceivedEvent
+from buytokens.adapters.sqlite import (
+    SqliteBalanceRepository,
+    SqliteCheckoutKeys,
+    SqliteDatabase,
+    SqliteEventJournal,
+)
+from buytokens.domain.checkout import Delivery, ReceivedEvent
+from buytokens.domain.crediting import PurchaseTransition
+from buytokens.domain.errors import ConcurrentUpdate
+from buytokens.domain.money import Money
+from buytokens.domain.purchases import Purchase
+from buytokens.ports.balances import BalanceRepository
 from buytokens.ports.checkout import CheckoutKeys, EventJournal, KeyReservation
 from tests.support.concurrency import at_once
 from tests.support.stores import mongo_database
@@ -114,3 +131,63 @@ def test_the_journal_counts_deliveries_and_keeps_the_latest_disposition(ports: P
     journal.record(_event("evt_2"), "ignored", AT)
     assert journal.deliveries("evt_1") == ("duplicate", 2)
     assert journal.deliveries("evt_2") == ("ignored", 1)
+
+
+Backend = tuple[BalanceRepository, EventJournal]
+
+
+@contextmanager
+def _memory_backend(_directory: Path) -> Iterator[Backend]:
+    journal = InMemoryEventJournal()
+    yield InMemoryBalanceRepository(FixedClock(AT), journal), journal
+
+
+@contextmanager
+def _sqlite_backend(directory: Path) -> Iterator[Backend]:
+    database = SqliteDatabase(directory / "backend.sqlite3")
+    try:
+        yield SqliteBalanceRepository(database, FixedClock(AT)), SqliteEventJournal(database)
+    finally:
+        database.close()
+
+
+@contextmanager
+def _mongo_backend(_directory: Path) -> Iterator[Backend]:
+    with mongo_database() as database:
+        yield MongoBalanceRepository(database, FixedClock(AT)), MongoEventJournal(database)
+
+
+BACKENDS: dict[str, Callable[[Path], AbstractContextManager[Backend]]] = {
+    "memory": _memory_backend,
+    "sqlite": _sqlite_backend,
+    "mongo": _mongo_backend,
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A balance store and the event journal of the same database."""
+    with BACKENDS[request.param](tmp_path) as pair:
+        yield pair
+
+
+def _transition(delivery: Delivery, expected: int | None = None) -> PurchaseTransition:
+    purchase = Purchase.pending("pi_j", "alice", "package_100k", 100_000, Money(1_000, "cny"), AT)
+    version = 1 if expected is None else expected + 1
+    return PurchaseTransition(expected, attrs.evolve(purchase, version=version), (), delivery)
+
+
+def test_a_transition_journals_its_delivery_with_it(backend: Backend) -> None:
+    """The delivery that caused a purchase change is in the journal once the commit returns."""
+    store, journal = backend
+    store.commit(_transition(Delivery("evt_j", "payment_intent.succeeded", "pi_j", "applied", AT)))
+    assert journal.deliveries("evt_j") == ("applied", 1)
+
+
+def test_a_refused_transition_journals_nothing(backend: Backend) -> None:
+    """A commit refused for a stale version leaves no journal line behind."""
+    store, journal = backend
+    store.commit(_transition(Delivery("evt_first", "t", "pi_j", "applied", AT)))
+    with pytest.raises(ConcurrentUpdate):
+        store.commit(_transition(Delivery("evt_stale", "t", "pi_j", "applied", AT)))
+    assert journal.deliveries("evt_stale") is None

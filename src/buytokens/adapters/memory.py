@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from buytokens.domain.checkout import ReceivedEvent
+from buytokens.domain.checkout import Delivery, ReceivedEvent
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.errors import ConcurrentUpdate
 from buytokens.domain.ledger import LedgerChange, LedgerEntry
@@ -65,8 +65,11 @@ class SequentialIdSource:
 class InMemoryBalanceRepository:
     """A BalanceRepository in a dict, atomic under one lock. Nothing survives the process."""
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(
+        self, clock: Clock | None = None, journal: InMemoryEventJournal | None = None
+    ) -> None:
         self._clock: Clock = clock or SystemClock()
+        self.journal = journal or InMemoryEventJournal()
         self._lock = threading.Lock()
         self._purchases: dict[str, Purchase] = {}
         self._balances: dict[str, int] = defaultdict(int)
@@ -94,6 +97,8 @@ class InMemoryBalanceRepository:
             if any(change.key in self._keys for change in transition.changes):
                 raise ConcurrentUpdate(f"purchase {purchase.payment_intent_id} already applied")
             self._purchases[purchase.payment_intent_id] = purchase
+            if transition.delivery is not None:
+                self.journal.note(transition.delivery)
             return tuple(self._apply(change) for change in transition.changes)
 
     def record_adjustment(self, change: LedgerChange) -> LedgerEntry:
@@ -163,9 +168,13 @@ class InMemoryEventJournal:
         self._events: dict[str, tuple[str, str, int]] = {}
 
     def record(self, event: ReceivedEvent, disposition: str, at: datetime) -> None:
+        self.note(Delivery.of(event, disposition, at))
+
+    def note(self, delivery: Delivery) -> None:
+        """Record one delivery."""
         with self._lock:
-            _type, _disposition, count = self._events.get(event.event_id, ("", "", 0))
-            self._events[event.event_id] = (event.type, disposition, count + 1)
+            _type, _disposition, count = self._events.get(delivery.event_id, ("", "", 0))
+            self._events[delivery.event_id] = (delivery.event_type, delivery.disposition, count + 1)
 
     def deliveries(self, event_id: str) -> tuple[str, int] | None:
         with self._lock:

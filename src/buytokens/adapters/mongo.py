@@ -114,6 +114,7 @@ from pymongo.errors import (
     WriteConcernError,
 )
 
+from buytokens.domain.checkout import Delivery
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.errors import (
     BuyTokensError,
@@ -135,6 +136,7 @@ Document = dict[str, Any]
 PURCHASES = "buytokens_purchases"
 BALANCES = "balances"
 TRANSACTIONS = "transactions"
+WEBHOOK_EVENTS = "buytokens_webhook_events"
 DEFAULT_DATABASE = "LibreChat"  # LibreChat's default MONGO_URI names this database
 
 _PENDING = "pending"
@@ -219,6 +221,7 @@ class MongoBalanceRepository:
         self._purchases = database.get_collection(PURCHASES)
         self._balances = database.get_collection(BALANCES)
         self._transactions = database.get_collection(TRANSACTIONS)
+        self._events = database.get_collection(WEBHOOK_EVENTS)
         self.ensure_indexes()
 
     # -- start-up and operations ------------------------------------------------
@@ -394,7 +397,12 @@ class MongoBalanceRepository:
                     ) from None
             else:
                 self._replace_purchase(doc, transition.expected_version)
-            return self._finish_changes(purchase.payment_intent_id, purchase.version, changes)
+            entries = self._finish_changes(purchase.payment_intent_id, purchase.version, changes)
+            if transition.delivery is not None:
+                # Without transactions the journal is written last: a crash before it
+                # loses only this audit line, and the redelivery that follows adds one.
+                record_delivery(self._events, transition.delivery)
+            return entries
 
     def record_adjustment(self, change: LedgerChange) -> LedgerEntry:
         """Apply a change with no purchase behind it, once per key (steps 2a-2d).
@@ -792,6 +800,24 @@ def _entry_from_doc(doc: Mapping[str, Any]) -> LedgerEntry:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise StoreCorrupted(f"ledger entry {doc.get('_id')} is unreadable: {exc!r}") from exc
+
+
+def record_delivery(events: Any, delivery: Delivery) -> None:
+    """Count one delivery of a provider event in the journal collection ``events``."""
+    events.update_one(
+        {"_id": delivery.event_id},
+        {
+            "$set": {
+                "type": delivery.event_type,
+                "paymentIntentId": delivery.payment_intent_id,
+                "disposition": delivery.disposition,
+                "lastReceivedAt": delivery.received_at,
+            },
+            "$setOnInsert": {"firstReceivedAt": delivery.received_at},
+            "$inc": {"deliveries": 1},
+        },
+        upsert=True,
+    )
 
 
 # -- connecting ----------------------------------------------------------------------------------

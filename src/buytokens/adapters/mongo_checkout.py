@@ -8,13 +8,12 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from buytokens.adapters.mongo import MongoDatabase
-from buytokens.domain.checkout import ReceivedEvent
+from buytokens.adapters.mongo import WEBHOOK_EVENTS, MongoDatabase, record_delivery
+from buytokens.domain.checkout import Delivery, ReceivedEvent
 from buytokens.domain.errors import StoreUnavailable
 from buytokens.ports.checkout import KeyReservation
 
 CHECKOUT_KEYS = "buytokens_checkout_keys"
-WEBHOOK_EVENTS = "buytokens_webhook_events"
 
 
 class MongoCheckoutKeys:
@@ -76,22 +75,8 @@ class MongoEventJournal:
         self._events = database.get_collection(WEBHOOK_EVENTS)
 
     def record(self, event: ReceivedEvent, disposition: str, at: datetime) -> None:
-        pi = None if event.payment_event is None else event.payment_event.payment_intent_id
         try:
-            self._events.update_one(
-                {"_id": event.event_id},
-                {
-                    "$set": {
-                        "type": event.type,
-                        "paymentIntentId": pi,
-                        "disposition": disposition,
-                        "lastReceivedAt": at,
-                    },
-                    "$setOnInsert": {"firstReceivedAt": at},
-                    "$inc": {"deliveries": 1},
-                },
-                upsert=True,
-            )
+            record_delivery(self._events, Delivery.of(event, disposition, at))
         except PyMongoError as exc:
             raise StoreUnavailable(f"cannot record webhook event: {exc}") from exc
 

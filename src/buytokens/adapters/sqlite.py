@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from buytokens.domain.checkout import ReceivedEvent
+from buytokens.domain.checkout import Delivery, ReceivedEvent
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.errors import ConcurrentUpdate, StoreCorrupted, StoreUnavailable
 from buytokens.domain.events import AttemptOutcome, DisputeState
@@ -404,7 +404,10 @@ class SqliteBalanceRepository:
                             f"purchase {purchase.payment_intent_id} is no longer at version "
                             f"{transition.expected_version}"
                         )
-                return tuple(self._apply(conn, change) for change in transition.changes)
+                entries = tuple(self._apply(conn, change) for change in transition.changes)
+                if transition.delivery is not None:
+                    conn.execute(_RECORD_EVENT, _delivery_row(transition.delivery))
+                return entries
             except sqlite3.IntegrityError as exc:
                 raise ConcurrentUpdate(
                     f"purchase {purchase.payment_intent_id} was changed concurrently: {exc}"
@@ -607,6 +610,18 @@ _RECORD_EVENT = (
 )
 
 
+def _delivery_row(delivery: Delivery) -> tuple[object, ...]:
+    at = delivery.received_at.isoformat()
+    return (
+        delivery.event_id,
+        delivery.event_type,
+        delivery.payment_intent_id,
+        delivery.disposition,
+        at,
+        at,
+    )
+
+
 class SqliteEventJournal:
     """EventJournal in the same SQLite file, one row per event id."""
 
@@ -614,8 +629,7 @@ class SqliteEventJournal:
         self._db = database
 
     def record(self, event: ReceivedEvent, disposition: str, at: datetime) -> None:
-        pi = None if event.payment_event is None else event.payment_event.payment_intent_id
-        params = (event.event_id, event.type, pi, disposition, at.isoformat(), at.isoformat())
+        params = _delivery_row(Delivery.of(event, disposition, at))
         with self._db.guarded():
             self._db.transact(lambda conn: conn.execute(_RECORD_EVENT, params))
 

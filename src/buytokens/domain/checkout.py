@@ -45,3 +45,26 @@ class ReceivedEvent:
     type: str
     created_at: datetime
     payment_event: PaymentEvent | None
+
+
+@attrs.frozen
+class Delivery:
+    """One receipt of a provider event and what it came to: a record of the event journal."""
+
+    event_id: str
+    event_type: str
+    payment_intent_id: str | None
+    disposition: str
+    received_at: datetime
+
+    @classmethod
+    def of(cls, event: ReceivedEvent, disposition: str, at: datetime) -> Delivery:
+        """The delivery of ``event`` at ``at``, which came to ``disposition``."""
+        payment = event.payment_event
+        return cls(
+            event.event_id,
+            event.type,
+            None if payment is None else payment.payment_intent_id,
+            disposition,
+            at,
+        )

@@ -15,6 +15,7 @@ from datetime import datetime
 import attrs
 
 from buytokens.domain.catalogue import Catalogue
+from buytokens.domain.checkout import Delivery
 from buytokens.domain.errors import NotFound, UserError
 from buytokens.domain.events import (
     AttemptOutcome,
@@ -42,11 +43,13 @@ class Disposition(enum.StrEnum):
 @attrs.frozen
 class PurchaseTransition:
     """Replace the purchase at ``expected_version`` (None: it must not exist yet) and
-    make ``changes`` to the ledger, all or nothing."""
+    make ``changes`` to the ledger, all or nothing; journal ``delivery`` with them
+    when the transition came from a provider event."""
 
     expected_version: int | None
     purchase: Purchase
     changes: tuple[LedgerChange, ...] = ()
+    delivery: Delivery | None = None
 
 
 @attrs.frozen

@@ -34,7 +34,9 @@ class BalanceRepository(Protocol):
         against the balance at that moment (see ``settle``), so no balance goes below
         zero. A change whose key is already on the ledger is never applied again;
         meeting one means the transition was already stored, and raises
-        ``ConcurrentUpdate`` too.
+        ``ConcurrentUpdate`` too. A transition's ``delivery`` is recorded in the
+        event journal of the same database as ``EventJournal.record`` would, in the
+        same transaction where the store has transactions.
         """
         ...
 

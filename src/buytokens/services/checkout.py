@@ -171,9 +171,10 @@ def receive_webhook(shop: Shop, payload: bytes, signature_header: str | None) ->
         applied = Applied(Disposition.IGNORED, None, reason=f"{received.type} is not acted on")
     else:
         applied = apply_payment_event(
-            received.payment_event, shop.store, shop.catalogue, shop.clock
+            received.payment_event, shop.store, shop.catalogue, shop.clock, received=received
         )
-    shop.journal.record(received, applied.disposition.value, shop.clock.now())
+    if not applied.journalled:
+        shop.journal.record(received, applied.disposition.value, shop.clock.now())
     return applied
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import attrs
 
 from buytokens.domain.catalogue import Catalogue
+from buytokens.domain.checkout import Delivery, ReceivedEvent
 from buytokens.domain.crediting import Decision, Disposition, approve_review, decide
 from buytokens.domain.errors import ConcurrentUpdate, UserError
 from buytokens.domain.events import PaymentEvent
@@ -28,17 +29,34 @@ class Applied:
     purchase: Purchase | None
     entries: tuple[LedgerEntry, ...] = ()
     reason: str = ""
+    journalled: bool = False  # the delivery was journalled with the purchase's change
 
 
 def apply_payment_event(
-    event: PaymentEvent, store: BalanceRepository, catalogue: Catalogue, clock: Clock
+    event: PaymentEvent,
+    store: BalanceRepository,
+    catalogue: Catalogue,
+    clock: Clock,
+    *,
+    received: ReceivedEvent | None = None,
 ) -> Applied:
-    """Apply ``event`` exactly once, however often and concurrently it is delivered."""
-    return _settle(
-        event.payment_intent_id,
-        store,
-        lambda current: decide(current, event, catalogue, clock.now()),
-    )
+    """Apply ``event`` exactly once, however often and concurrently it is delivered.
+
+    With ``received``, the provider event it came in, a delivery that changes the
+    purchase is journalled in the same commit (see ``Applied.journalled``).
+    """
+
+    def decide_now(current: Purchase | None) -> Decision:
+        now = clock.now()
+        decision = decide(current, event, catalogue, now)
+        if decision.transition is None or received is None:
+            return decision
+        delivery = Delivery.of(received, decision.disposition.value, now)
+        return attrs.evolve(
+            decision, transition=attrs.evolve(decision.transition, delivery=delivery)
+        )
+
+    return _settle(event.payment_intent_id, store, decide_now)
 
 
 def approve_purchase(
@@ -71,7 +89,13 @@ def _settle(
             entries = store.commit(decision.transition)
         except ConcurrentUpdate:
             continue
-        return Applied(decision.disposition, decision.transition.purchase, entries, decision.reason)
+        return Applied(
+            decision.disposition,
+            decision.transition.purchase,
+            entries,
+            decision.reason,
+            journalled=decision.transition.delivery is not None,
+        )
     raise ConcurrentUpdate(
         f"payment intent {payment_intent_id} kept changing under "
         f"{MAX_ATTEMPTS} attempts; retry later"
