@@ -4,6 +4,7 @@ No ``from __future__ import annotations`` here: the injector reads the
 ``Annotated[..., Depends(Provide[...])]`` markers when the routes are decorated.
 """
 
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 from dependency_injector.wiring import Provide, inject
@@ -129,7 +130,7 @@ def payment_methods(user: User, shop: ShopDep) -> PaymentMethodsResponse:
     tags=["checkout"],
 )
 @inject
-def create_intent(
+async def create_intent(
     body: CreateIntentRequest,
     request: Request,
     user: User,
@@ -143,13 +144,17 @@ def create_intent(
     same key for another package or method is a 409.
     """
     limiter.hit(user.id, request.client.host if request.client else None)
-    created = create_payment_intent(
-        shop,
-        user.id,
-        body.packageId,
-        body.paymentMethod,
-        idempotency_key=idempotency_key,
-        email=user.email,
+    # Stripe and the store block: one worker thread for all of it.
+    created = await run_in_threadpool(
+        partial(
+            create_payment_intent,
+            shop,
+            user.id,
+            body.packageId,
+            body.paymentMethod,
+            idempotency_key=idempotency_key,
+            email=user.email,
+        )
     )
     return CreateIntentResponse(
         clientSecret=created.snapshot.client_secret,
