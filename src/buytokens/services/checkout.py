@@ -15,7 +15,7 @@ from buytokens.domain.catalogue import (
     offered_payment_methods,
     require_payment_method,
 )
-from buytokens.domain.checkout import IntentRequest, IntentSnapshot
+from buytokens.domain.checkout import IntentRequest, IntentSnapshot, ReceivedEvent
 from buytokens.domain.crediting import Disposition
 from buytokens.domain.errors import IdempotencyConflict, NotFound, RetryableError, UserError
 from buytokens.domain.money import Money
@@ -166,7 +166,15 @@ def receive_webhook(shop: Shop, payload: bytes, signature_header: str | None) ->
     event we do not act on comes back IGNORED. Returns only once the outcome is
     durably stored.
     """
-    received = shop.gateway.parse_webhook(payload, signature_header)
+    return apply_received_event(shop, shop.gateway.parse_webhook(payload, signature_header))
+
+
+def apply_received_event(shop: Shop, received: ReceivedEvent) -> Applied:
+    """Apply a verified provider event through the idempotent path and journal its delivery.
+
+    A delivery that changes a purchase is journalled in the same commit; one that
+    changes nothing (a duplicate, an ignored type) is journalled on its own.
+    """
     if received.payment_event is None:
         applied = Applied(Disposition.IGNORED, None, reason=f"{received.type} is not acted on")
     else:

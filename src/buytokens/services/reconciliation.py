@@ -18,8 +18,7 @@ import attrs
 from buytokens.domain.checkout import ReceivedEvent
 from buytokens.domain.crediting import Disposition
 from buytokens.domain.errors import BuyTokensError, UserError
-from buytokens.services.checkout import Shop
-from buytokens.services.crediting import Applied, apply_payment_event
+from buytokens.services.checkout import Shop, apply_received_event
 
 EVENT_RETENTION = timedelta(days=30)
 """How far back Stripe lists events; an older window would silently miss some."""
@@ -153,20 +152,7 @@ def _reconcile_one(shop: Shop, received: ReceivedEvent) -> ReconciledEvent:
         )
 
     try:
-        if event is None:
-            applied = Applied(
-                Disposition.IGNORED, None, reason=f"{received.type} has no usable data"
-            )
-        else:
-            applied = apply_payment_event(event, shop.store, shop.catalogue, shop.clock)
+        applied = apply_received_event(shop, received)
     except BuyTokensError as exc:
         return outcome(ReconcileOutcome.FAILED, str(exc))
-    try:
-        shop.journal.record(received, applied.disposition.value, shop.clock.now())
-    except BuyTokensError as exc:
-        # The balance is right; only the audit trail is short. A rerun journals it.
-        return outcome(
-            ReconcileOutcome.FAILED,
-            f"{applied.disposition.value}, but the event journal could not record it: {exc}",
-        )
     return outcome(_OUTCOME_OF[applied.disposition], applied.reason)
