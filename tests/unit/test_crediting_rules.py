@@ -332,4 +332,3 @@ def test_approval_needs_a_flagged_purchase_with_a_known_package(
     with pytest.raises(UserError, match="use `buytokens grant`"):
         approve_purchase("pi_odd", "x", store, clock)
     assert store.balance("bob") == TOKENS
-
