@@ -9,6 +9,7 @@ instance on the machine) and reports the port it got back through a file.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -80,6 +81,12 @@ class LocalStripe:
     def start(cls, port: int | None = None, *, startup_timeout: float = 20.0) -> LocalStripe:
         """Start localstripe on ``port`` of 127.0.0.1 (a free port if None) and wait until
         it answers; raises ``LocalStripeError`` if it does not within ``startup_timeout``."""
+        # Looked up, not imported: localstripe only ever runs in its own process.
+        if importlib.util.find_spec("localstripe") is None:
+            raise LocalStripeError(
+                "localstripe is not installed; `./scripts/demo` installs it "
+                "(or: pip install localstripe)"
+            )
         state_dir = Path(tempfile.mkdtemp(prefix="buytokens-localstripe-"))
         port_file = state_dir / "port"
         log = (state_dir / "server.log").open("wb")
