@@ -39,7 +39,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.web import bearer_token, free_port, succeeded_event, wait_until_listening
+from bench.web import bearer_token, free_port, stop, succeeded_event, wait_until_listening
 from buytokens.adapters.stripe_events import sign_payload
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 
@@ -313,12 +313,7 @@ def served(directory: Path) -> Iterator[int]:
         wait_until_listening(port, process)
         yield port
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
 
 

@@ -123,13 +123,18 @@ def running_server(kind: str, directory: Path) -> Iterator[Server]:
         wait_until_listening(port, process)
         yield Server(port, process.pid)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Ask a server to shut down; kill it if it has not within 30 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def succeeded_event(event_id: str, intent_id: str, user_id: str, created: int) -> dict[str, object]:
