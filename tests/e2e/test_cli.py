@@ -136,6 +136,10 @@ def test_approve_credits_a_flagged_purchase_once(tmp_path: Path) -> None:
     apply_payment_event(event, store, DEFAULT_CATALOGUE, SystemClock())
     store.close()
     assert "needs_review" in _run(tmp_path, "history", "carol").stdout
+    listed = _run(tmp_path, "review").stdout.splitlines()
+    assert listed[0].split()[:4] == ["flagged", "(UTC)", "payment", "intent"]
+    assert listed[1].split()[2:6] == ["pi_odd", "carol", "package_100k", "¥10.00"]
+    assert "paid 999 cny but the package costs 1000 cny" in listed[1]
     approved = _run(tmp_path, "approve", "pi_odd", "--reason", "one fen short, goodwill")
     assert approved.returncode == 0, approved.stderr
     assert approved.stdout.strip() == "pi_odd: credited +100,000 tokens to carol; now succeeded"
@@ -143,6 +147,7 @@ def test_approve_credits_a_flagged_purchase_once(tmp_path: Path) -> None:
     assert again.returncode == 1
     assert "not awaiting review" in again.stderr
     assert _run(tmp_path, "balance", "carol").stdout.strip() == "100000"
+    assert _run(tmp_path, "review").stdout.strip() == "no purchases await review"
     assert "goodwill" in _run(tmp_path, "history", "carol").stdout
     missing = _run(tmp_path, "approve", "pi_nothing", "--reason", "x")
     assert (missing.returncode, missing.stderr.count("\n")) == (1, 1)

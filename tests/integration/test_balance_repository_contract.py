@@ -232,3 +232,19 @@ def test_balance_equals_the_sum_of_applied_deltas(
     entries = store.ledger("alice")
     assert store.balance("alice") == sum(e.applied for e in entries) == 7
     assert sum(e.shortfall for e in entries) == 50_000
+
+
+def test_flagged_purchases_are_listed_longest_waiting_first(
+    store: BalanceRepository, clock: FixedClock
+) -> None:
+    """Only purchases awaiting review are listed, oldest first, at most ``limit``."""
+    for n, reason in enumerate(["wrong amount", None, "unknown package", "wrong owner"]):
+        clock.advance(timedelta(seconds=1))
+        purchase = _purchase(clock, f"pi_{n}", version=1, succeeded=True, review_reason=reason)
+        store.commit(PurchaseTransition(None, attrs.evolve(purchase, updated_at=clock.now())))
+    flagged = store.flagged_purchases(limit=2)
+    assert [(p.payment_intent_id, p.review_reason) for p in flagged] == [
+        ("pi_0", "wrong amount"),
+        ("pi_2", "unknown package"),
+    ]
+    assert [p.payment_intent_id for p in store.flagged_purchases()] == ["pi_0", "pi_2", "pi_3"]

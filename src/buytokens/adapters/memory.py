@@ -129,6 +129,12 @@ class InMemoryBalanceRepository:
         with self._lock:
             return list(reversed(self._entries.get(user_id, [])))[:limit]
 
+    def flagged_purchases(self, limit: int = 100) -> Sequence[Purchase]:
+        with self._lock:
+            flagged = [p for p in self._purchases.values() if p.review_reason is not None]
+        flagged.sort(key=lambda p: (p.updated_at, p.payment_intent_id))
+        return flagged[:limit]
+
 
 class InMemoryCheckoutKeys:
     """CheckoutKeys in a dict."""

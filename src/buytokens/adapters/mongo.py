@@ -240,6 +240,9 @@ class MongoBalanceRepository:
             self._purchases.create_index(
                 [("pendingSince", 1)], name="buytokens_purchases_pending", sparse=True
             )
+            self._purchases.create_index(
+                [("reviewReason", 1), ("updatedAt", 1)], name="buytokens_purchases_flagged"
+            )
             self._transactions.create_index(
                 [("buytokens.key", 1)], name="buytokens_entry_key", unique=True, sparse=True
             )
@@ -428,6 +431,20 @@ class MongoBalanceRepository:
             docs = list(
                 self._purchases.find(
                     {"userId": user_id}, sort=[("createdAt", -1), ("_id", -1)], limit=limit
+                )
+            )
+        return [_purchase_from_doc(doc) for doc in docs]
+
+    def flagged_purchases(self, limit: int = 100) -> Sequence[Purchase]:
+        """Purchases awaiting review, longest waiting first, at most ``limit``."""
+        if limit <= 0:
+            return []
+        with self._guard():
+            docs = list(
+                self._purchases.find(
+                    {"reviewReason": {"$ne": None}},
+                    sort=[("updatedAt", 1), ("_id", 1)],
+                    limit=limit,
                 )
             )
         return [_purchase_from_doc(doc) for doc in docs]

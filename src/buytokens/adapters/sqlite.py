@@ -32,7 +32,7 @@ from buytokens.domain.errors import ConcurrentUpdate, StoreCorrupted, StoreUnava
 from buytokens.domain.events import AttemptOutcome, DisputeState
 from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry
 from buytokens.domain.money import Money
-from buytokens.domain.purchases import DisputeRecord, Purchase
+from buytokens.domain.purchases import DisputeRecord, Purchase, PurchaseStatus
 from buytokens.ports.checkout import KeyReservation
 from buytokens.ports.clock import Clock
 
@@ -459,6 +459,14 @@ class SqliteBalanceRepository:
             (user_id, limit),
         )
         return [_entry_from_row(row) for row in rows]
+
+    def flagged_purchases(self, limit: int = 100) -> Sequence[Purchase]:
+        rows = self._read(
+            f"SELECT {_PURCHASE_COLUMNS} FROM purchases WHERE status = ? "  # noqa: S608
+            "ORDER BY updated_at, payment_intent_id LIMIT ?",
+            (PurchaseStatus.NEEDS_REVIEW.value, limit),
+        )
+        return [_purchase_from_row(row) for row in rows]
 
     def ledger_sum(self, user_id: str) -> int:
         """The sum of the user's applied ledger deltas (equals the balance in this store)."""

@@ -94,6 +94,8 @@ def _parser() -> _Parser:
     grant.add_argument("tokens", metavar="TOKENS", type=_tokens)
     grant.add_argument("--reason", required=True, help="why, for the audit trail")
     grant.add_argument("--key", help="idempotency key: repeating the command with it grants once")
+    review = commands.add_parser("review", help="list purchases flagged for review")
+    review.add_argument("--limit", type=int, default=100, help="rows at most (default 100)")
     approve = commands.add_parser(
         "approve", help="credit a purchase flagged for review after checking it by hand"
     )
@@ -156,6 +158,8 @@ def _run(args: argparse.Namespace, container: Container) -> int:
         if entry.shortfall:
             line += f"; {entry.shortfall:,} could not be deducted (balance stops at zero)"
         print(line)
+    elif args.command == "review":
+        print(_review_table(container.store().flagged_purchases(args.limit)))
     elif args.command == "approve":
         applied = approve_purchase(
             args.payment_intent_id, args.reason, container.store(), container.clock()
@@ -219,6 +223,23 @@ def _purchases_table(purchases: Sequence[Purchase]) -> str:
     return _table(
         ("created (UTC)", "payment intent", "package", "tokens", "amount", "status"), rows
     )
+
+
+def _review_table(purchases: Sequence[Purchase]) -> str:
+    if not purchases:
+        return "no purchases await review"
+    rows = [
+        (
+            p.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            p.payment_intent_id,
+            p.user_id or "",
+            p.package_id or "",
+            _money(p.price),
+            p.review_reason or "",
+        )
+        for p in purchases
+    ]
+    return _table(("flagged (UTC)", "payment intent", "user", "package", "price", "reason"), rows)
 
 
 def _ledger_table(entries: Sequence[LedgerEntry]) -> str:

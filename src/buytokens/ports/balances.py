@@ -58,3 +58,7 @@ class BalanceRepository(Protocol):
     def ledger(self, user_id: str, limit: int = 100) -> Sequence[LedgerEntry]:
         """The user's ledger entries, newest first, at most ``limit``."""
         ...
+
+    def flagged_purchases(self, limit: int = 100) -> Sequence[Purchase]:
+        """Purchases awaiting an operator's review, longest waiting first, at most ``limit``."""
+        ...
