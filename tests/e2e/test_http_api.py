@@ -7,12 +7,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
+import jwt
 import pytest
 from dependency_injector import providers
 from fastapi.testclient import TestClient
 
 from buytokens.adapters.memory_gateway import InMemoryPaymentGateway
 from buytokens.adapters.stripe_events import sign_payload
+from buytokens.domain.errors import StoreUnavailable
 from buytokens.entrypoints.container import create_container
 from buytokens.entrypoints.web.app import create_app
 from tests.e2e.conftest import JWT_SECRET, WEBHOOK_SECRET, Stack, auth, settings_for, token_for
@@ -88,8 +91,6 @@ def test_a_missing_or_bad_token_is_401(stack: Stack, header: str | None) -> None
 
 def test_a_token_without_exp_or_id_is_401(stack: Stack) -> None:
     """LibreChat's tokens always carry exp and id; tokens without them are refused."""
-    import jwt  # noqa: PLC0415
-
     no_exp = jwt.encode({"id": "alice"}, JWT_SECRET, algorithm="HS256")
     no_id = jwt.encode({"exp": int(time.time()) + 60}, JWT_SECRET, algorithm="HS256")
     other_alg = jwt.encode(
@@ -394,7 +395,6 @@ def test_without_a_webhook_secret_every_event_is_refused(tmp_path: Path) -> None
 
 def test_a_store_outage_is_503_so_stripe_retries(stack: Stack) -> None:
     """When the outcome cannot be stored, the webhook asks Stripe to retry."""
-    from buytokens.domain.errors import StoreUnavailable  # noqa: PLC0415
 
     class Down:
         def __getattr__(self, name: str) -> Any:
@@ -406,8 +406,6 @@ def test_a_store_outage_is_503_so_stripe_retries(stack: Stack) -> None:
     intent = stack.buy("alice")
     event = stack.gateway.succeed(intent["paymentIntentId"])
     shop = stack.container.shop()
-    import attrs  # noqa: PLC0415
-
     stack.container.shop.override(providers.Object(attrs.evolve(shop, store=Down())))
     try:
         response = stack.deliver(event)
