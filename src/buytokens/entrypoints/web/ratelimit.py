@@ -7,7 +7,7 @@ import time
 
 import limits
 from limits.storage import Storage, storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+from limits.strategies import SlidingWindowCounterRateLimiter
 
 from buytokens.domain.errors import BuyTokensError, ConfigurationError
 
@@ -27,7 +27,12 @@ class RateLimited(BuyTokensError):
 
 
 class CheckoutRateLimiter:
-    """Moving-window limits keyed by user id and by client IP, in a shared storage."""
+    """Sliding-window limits keyed by user id and by client IP, in a shared storage.
+
+    The sliding-window counter keeps two counters per key and window, so a hit
+    costs the same however high a limit is set; a moving window would keep one
+    entry per hit.
+    """
 
     def __init__(
         self,
@@ -43,7 +48,7 @@ class CheckoutRateLimiter:
         storage = storage_from_string(storage_uri)
         if not isinstance(storage, Storage):
             raise ConfigurationError(f"rate limit storage must be synchronous: {storage_uri}")
-        self._limiter = MovingWindowRateLimiter(storage)
+        self._limiter = SlidingWindowCounterRateLimiter(storage)
 
     def __repr__(self) -> str:
         return f"CheckoutRateLimiter(per_user={self._per_user}, per_ip={self._per_ip})"
