@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,8 +13,6 @@ from buytokens.adapters.mongo import MongoBalanceRepository, MongoDatabase, conn
 from buytokens.adapters.sqlite import SqliteBalanceRepository
 from buytokens.ports.balances import BalanceRepository
 from buytokens.ports.clock import Clock
-
-StoreFactory = Callable[[Path, Clock], BalanceRepository]
 
 
 @contextmanager

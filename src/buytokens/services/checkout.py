@@ -12,6 +12,7 @@ from buytokens.domain.catalogue import (
     DEFAULT_PAYMENT_METHODS,
     Catalogue,
     PaymentMethod,
+    TokenPackage,
     offered_payment_methods,
     require_payment_method,
 )
@@ -85,7 +86,7 @@ def create_payment_intent(
     package = shop.catalogue.get(package_id)
     method = require_payment_method(method_name, shop.catalogue.currency, shop.payment_methods)
     if idempotency_key is None:
-        return _create(shop, shop.ids.new_id(), user_id, package_id, method, email)
+        return _create(shop, shop.ids.new_id(), user_id, package, method, email)
     if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
         raise UserError(
             f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters",
@@ -107,7 +108,7 @@ def create_payment_intent(
             raise RequestInProgress("the first request with this Idempotency-Key is still running")
     purchase_id = _purchase_id(user_id, idempotency_key)
     try:
-        created = _create(shop, purchase_id, user_id, package_id, method, email)
+        created = _create(shop, purchase_id, user_id, package, method, email)
     except BaseException:
         shop.keys.release(user_id, idempotency_key)
         raise
@@ -124,11 +125,10 @@ def _create(
     shop: Shop,
     purchase_id: str,
     user_id: str,
-    package_id: str,
+    package: TokenPackage,
     method: PaymentMethod,
     email: str | None,
 ) -> CreatedIntent:
-    package = shop.catalogue.get(package_id)
     snapshot = shop.gateway.create_payment_intent(
         IntentRequest(purchase_id, user_id, package, method, receipt_email=email)
     )
