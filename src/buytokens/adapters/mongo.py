@@ -12,15 +12,16 @@ in a collection of its own:
     One document per ledger change: LibreChat's fields (``user``,
     ``tokenType: "credits"``, ``context``, ``rawAmount`` and ``tokenValue`` = the
     applied delta, ``createdAt``, ``updatedAt``) plus a ``buytokens`` sub-document
-    (entry ``key``, ``state`` pending/applied, ``requested``, ``applied``,
+    (entry ``key``, ``state`` pending/applied/cancelled, ``requested``, ``applied``,
     ``shortfall``, ``balanceAfter``, ``seq``, ``paymentIntentId``, ``reason``).
     A unique sparse index on ``buytokens.key`` makes every key exist once; the
     index ignores LibreChat's own transactions, which have no such field.
 ``balances``
     LibreChat's one document per user. This adapter adds a ``buytokens``
     sub-document: ``seq``, a counter of our applications, and ``inflight``, a
-    list of at most a few markers ``{key, applied, shortfall, balanceAfter, seq}``
-    for changes applied to ``tokenCredits`` whose entry is not marked yet.
+    list of at most a few markers ``{key, entry, applied, shortfall, balanceAfter,
+    seq}`` for changes applied to ``tokenCredits`` (or, with ``cancelled: true``,
+    cancelled) whose entry is not marked yet.
     Nothing in it grows with the number of purchases.
 
 A standalone mongod has no multi-document transactions, so a commit is a
@@ -65,9 +66,24 @@ What a crash (or lost acknowledgement) at each point leaves, and who finishes it
 * after 3: done.
 
 ``recover()`` runs the same finishing for every purchase with ``pending``
-changes, every pending entry (including admin adjustments) and every marker;
-run it at start-up and periodically. ``record_adjustment`` uses steps 2a-2d
-keyed by the change's key.
+changes, every pending entry and every marker; it runs at start-up and, under
+``serve``, periodically. Reads of a user's balance, purchases or ledger first
+finish that user's pending purchases, so a purchase never reads as succeeded
+before its tokens are in the balance.
+
+**Adjustments** (``record_adjustment``, an admin grant: no purchase behind it)
+use steps 2a-2d keyed by the change's key, with one difference: their caller
+must learn the outcome, so nothing but a call for that key ever applies one.
+The call retries a failing store for a while; if it still cannot finish, it
+*cancels* the entry: a settlement through the same balance CAS (2b) that
+applies nothing and pushes a marker saying ``cancelled``; finishing that marker
+(2c) marks the entry cancelled and moves its key to ``cancelledKey``, freeing
+the key for a new attempt. Step 2b's argument makes one applier and one
+canceller of an entry exclusive: whichever CAS lands first decides. A pending
+adjustment older than ``adjustment_grace`` lost its caller (who was told the
+outcome is open and given the key); ``recover()`` cancels it, unless the
+balance already shows it, in which case it finishes it. A pending adjustment is
+never applied by a reader or by recovery.
 
 Balances must be one per user, which a unique index on ``balances.user``
 enforces. A database where some user already has several balance documents (a
@@ -82,7 +98,10 @@ documents, and the next delivery credits it once. ``ensure_indexes()`` (run at
 construction) creates the index once the data allows it.
 
 User ids that are 24 hex digits are stored as ``ObjectId`` in ``user`` fields,
-as LibreChat stores them; other ids are stored as strings.
+as LibreChat stores them; other ids are stored as strings. Everywhere else
+(``userId`` fields) an id is in its canonical spelling (``canonical_user_id``:
+lower-case hex for an ObjectId), and every method accepts any spelling; ids an
+earlier version stored in upper case are rewritten at start-up.
 """
 
 from __future__ import annotations
@@ -648,14 +667,17 @@ class MongoBalanceRepository:
                 "reason": change.reason,
             },
         }
-        try:
-            self._transactions.insert_one(entry)
-        except DuplicateKeyError:
-            stored = self._transactions.find_one({"buytokens.key": change.key})
-            if stored is None:
-                raise StoreCorrupted(f"ledger key {change.key} is both taken and missing") from None
-            entry = stored
-        return self._settle(entry)
+        for _ in range(3):
+            attempt = dict(entry)  # the driver adds the new document's _id to it
+            try:
+                self._transactions.insert_one(attempt)
+            except DuplicateKeyError:
+                stored = self._transactions.find_one({"buytokens.key": change.key})
+                if stored is not None:
+                    return self._settle(stored)
+                continue  # only a cancellation gives a key up: it is free again
+            return self._settle(attempt)
+        raise StoreCorrupted(f"ledger key {change.key} is both taken and missing")
 
     def _settle(self, entry: Document, *, cancel: bool = False) -> Document:
         """Steps 2b-2d for a stored entry; returns it applied (or, with ``cancel``, cancelled).
