@@ -248,3 +248,17 @@ def test_flagged_purchases_are_listed_longest_waiting_first(
         ("pi_2", "unknown package"),
     ]
     assert [p.payment_intent_id for p in store.flagged_purchases()] == ["pi_0", "pi_2", "pi_3"]
+
+
+def test_any_spelling_of_an_object_id_names_one_user(
+    store: BalanceRepository, clock: FixedClock
+) -> None:
+    """Upper- and lower-case spellings of one ObjectId share a balance, a ledger and purchases."""
+    lower = "0123456789abcdef01234567"
+    _commit_credit(store, clock, "pi_1", lower.upper())
+    store.record_adjustment(LedgerChange("admin:k1", lower, EntryKind.ADMIN, 500, reason="r"))
+    for spelling in (lower, lower.upper()):
+        assert store.balance(spelling) == 100_500
+        assert {entry.user_id for entry in store.ledger(spelling)} == {lower}
+        assert [p.user_id for p in store.purchases(spelling)] == [lower]
+    assert store.balance("alice") == 0  # other ids are kept as they are

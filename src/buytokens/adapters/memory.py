@@ -14,6 +14,7 @@ from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.errors import ConcurrentUpdate
 from buytokens.domain.ledger import LedgerChange, LedgerEntry
 from buytokens.domain.purchases import Purchase
+from buytokens.domain.users import canonical_user_id
 from buytokens.ports.checkout import KeyReservation
 from buytokens.ports.clock import Clock
 
@@ -116,16 +117,19 @@ class InMemoryBalanceRepository:
         return entry
 
     def balance(self, user_id: str) -> int:
+        user_id = canonical_user_id(user_id)
         with self._lock:
             return self._balances.get(user_id, 0)
 
     def purchases(self, user_id: str, limit: int = 100) -> Sequence[Purchase]:
+        user_id = canonical_user_id(user_id)
         with self._lock:
             mine = [p for p in self._purchases.values() if p.user_id == user_id]
         mine.sort(key=lambda p: (p.created_at, p.payment_intent_id), reverse=True)
         return mine[:limit]
 
     def ledger(self, user_id: str, limit: int = 100) -> Sequence[LedgerEntry]:
+        user_id = canonical_user_id(user_id)
         with self._lock:
             return list(reversed(self._entries.get(user_id, [])))[:limit]
 

@@ -12,15 +12,16 @@ in a collection of its own:
     One document per ledger change: LibreChat's fields (``user``,
     ``tokenType: "credits"``, ``context``, ``rawAmount`` and ``tokenValue`` = the
     applied delta, ``createdAt``, ``updatedAt``) plus a ``buytokens`` sub-document
-    (entry ``key``, ``state`` pending/applied, ``requested``, ``applied``,
+    (entry ``key``, ``state`` pending/applied/cancelled, ``requested``, ``applied``,
     ``shortfall``, ``balanceAfter``, ``seq``, ``paymentIntentId``, ``reason``).
     A unique sparse index on ``buytokens.key`` makes every key exist once; the
     index ignores LibreChat's own transactions, which have no such field.
 ``balances``
     LibreChat's one document per user. This adapter adds a ``buytokens``
     sub-document: ``seq``, a counter of our applications, and ``inflight``, a
-    list of at most a few markers ``{key, applied, shortfall, balanceAfter, seq}``
-    for changes applied to ``tokenCredits`` whose entry is not marked yet.
+    list of at most a few markers ``{key, entry, applied, shortfall, balanceAfter,
+    seq}`` for changes applied to ``tokenCredits`` (or, with ``cancelled: true``,
+    cancelled) whose entry is not marked yet.
     Nothing in it grows with the number of purchases.
 
 A standalone mongod has no multi-document transactions, so a commit is a
@@ -65,9 +66,24 @@ What a crash (or lost acknowledgement) at each point leaves, and who finishes it
 * after 3: done.
 
 ``recover()`` runs the same finishing for every purchase with ``pending``
-changes, every pending entry (including admin adjustments) and every marker;
-run it at start-up and periodically. ``record_adjustment`` uses steps 2a-2d
-keyed by the change's key.
+changes, every pending entry and every marker; it runs at start-up and, under
+``serve``, periodically. Reads of a user's balance, purchases or ledger first
+finish that user's pending purchases, so a purchase never reads as succeeded
+before its tokens are in the balance.
+
+**Adjustments** (``record_adjustment``, an admin grant: no purchase behind it)
+use steps 2a-2d keyed by the change's key, with one difference: their caller
+must learn the outcome, so nothing but a call for that key ever applies one.
+The call retries a failing store for a while; if it still cannot finish, it
+*cancels* the entry: a settlement through the same balance CAS (2b) that
+applies nothing and pushes a marker saying ``cancelled``; finishing that marker
+(2c) marks the entry cancelled and moves its key to ``cancelledKey``, freeing
+the key for a new attempt. Step 2b's argument makes one applier and one
+canceller of an entry exclusive: whichever CAS lands first decides. A pending
+adjustment older than ``adjustment_grace`` lost its caller (who was told the
+outcome is open and given the key); ``recover()`` cancels it, unless the
+balance already shows it, in which case it finishes it. A pending adjustment is
+never applied by a reader or by recovery.
 
 Balances must be one per user, which a unique index on ``balances.user``
 enforces. A database where some user already has several balance documents (a
@@ -82,19 +98,21 @@ documents, and the next delivery credits it once. ``ensure_indexes()`` (run at
 construction) creates the index once the data allows it.
 
 User ids that are 24 hex digits are stored as ``ObjectId`` in ``user`` fields,
-as LibreChat stores them; other ids are stored as strings.
+as LibreChat stores them; other ids are stored as strings. Everywhere else
+(``userId`` fields) an id is in its canonical spelling (``canonical_user_id``:
+lower-case hex for an ObjectId), and every method accepts any spelling; ids an
+earlier version stored in upper case are rewritten at start-up.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -118,6 +136,7 @@ from buytokens.domain.checkout import Delivery
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.errors import (
     BuyTokensError,
+    ChangeNotApplied,
     ConcurrentUpdate,
     ConfigurationError,
     StoreCorrupted,
@@ -127,6 +146,7 @@ from buytokens.domain.events import AttemptOutcome, DisputeState
 from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry, settle
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import DisputeRecord, Purchase
+from buytokens.domain.users import canonical_user_id, is_object_id
 from buytokens.ports.clock import Clock
 
 _log = logging.getLogger(__name__)
@@ -141,13 +161,19 @@ DEFAULT_DATABASE = "LibreChat"  # LibreChat's default MONGO_URI names this datab
 
 _PENDING = "pending"
 _APPLIED = "applied"
+_CANCELLED = "cancelled"
 # Markers normally live for the two writes between a balance CAS and its pull;
 # the bound only matters if crashes leave some behind, and those are finished
 # before every new application.
 _MAX_INFLIGHT = 16
 _MAX_BALANCE_ATTEMPTS = 200
 _MAX_PURCHASE_ATTEMPTS = 5
-_OBJECT_ID = re.compile(r"[0-9a-fA-F]{24}")
+# A 24-hex-digit id with an upper-case digit: stored by versions that kept ids as given.
+_NON_CANONICAL_ID = {"$regex": "^(?=[0-9a-fA-F]{24}$).*[A-F]"}
+# How long one adjustment keeps retrying a failing store before it gives up and cancels.
+ADJUSTMENT_PATIENCE = 15.0
+# A pending adjustment older than this has lost its caller: recovery cancels it.
+ADJUSTMENT_GRACE = timedelta(minutes=5)
 _CONTEXTS = {
     EntryKind.PURCHASE: "stripe_purchase",
     EntryKind.REFUND: "refund",
@@ -201,11 +227,12 @@ class RecoveryReport:
     purchases: int = 0
     entries: int = 0
     markers: int = 0
+    cancelled: int = 0  # adjustments abandoned by their caller before they reached the balance
 
     @property
     def total(self) -> int:
         """Everything finished, 0 when the store was already consistent."""
-        return self.purchases + self.entries + self.markers
+        return self.purchases + self.entries + self.markers + self.cancelled
 
 
 class MongoBalanceRepository:
@@ -216,13 +243,28 @@ class MongoBalanceRepository:
     start-up and periodically to finish work a crash left behind.
     """
 
-    def __init__(self, database: MongoDatabase, clock: Clock) -> None:
+    def __init__(
+        self,
+        database: MongoDatabase,
+        clock: Clock,
+        *,
+        adjustment_patience: float = ADJUSTMENT_PATIENCE,
+        adjustment_grace: timedelta = ADJUSTMENT_GRACE,
+    ) -> None:
         self._clock = clock
+        self._adjustment_patience = adjustment_patience
+        self._adjustment_grace = adjustment_grace
+        self._database = database
         self._purchases = database.get_collection(PURCHASES)
         self._balances = database.get_collection(BALANCES)
         self._transactions = database.get_collection(TRANSACTIONS)
         self._events = database.get_collection(WEBHOOK_EVENTS)
         self.ensure_indexes()
+
+    @property
+    def database(self) -> MongoDatabase:
+        """The database this store keeps its collections in."""
+        return self._database
 
     # -- start-up and operations ------------------------------------------------
 
@@ -257,7 +299,25 @@ class MongoBalanceRepository:
             self._balances.create_index(
                 [("buytokens.inflight.key", 1)], name="buytokens_inflight", sparse=True
             )
+            self._canonicalise_user_ids()
             return self._ensure_unique_balances()
+
+    def _canonicalise_user_ids(self) -> None:
+        """Rewrite ObjectId-shaped user ids stored with upper-case digits in lower case.
+
+        Earlier versions kept an id as spelled, so one LibreChat user (one balance
+        document) could have purchases and ledger entries under several spellings.
+        Both queries use an index on the field, and find nothing once done.
+        """
+        for collection, field in (
+            (self._purchases, "userId"),
+            (self._transactions, "buytokens.userId"),
+        ):
+            for doc in collection.find({field: _NON_CANONICAL_ID}, projection=[field]):
+                stored = doc.get("userId") if field == "userId" else doc["buytokens"]["userId"]
+                collection.update_one(
+                    {"_id": doc["_id"], field: stored}, {"$set": {field: canonical_user_id(stored)}}
+                )
 
     def _ensure_unique_balances(self) -> tuple[DuplicateBalance, ...]:
         for spec in self._balances.index_information().values():
@@ -330,15 +390,26 @@ class MongoBalanceRepository:
             entries = list(
                 self._transactions.find({"buytokens.state": _PENDING}, sort=[("_id", 1)])
             )
+            finished = cancelled = 0
+            abandoned_before = self._clock.now() - self._adjustment_grace
             for entry in entries:
-                self._settle(entry)
+                if not _is_adjustment(entry):
+                    self._settle(entry)
+                    finished += 1
+                elif _bson_time(entry["createdAt"]) <= abandoned_before:
+                    # Its caller gave up long ago and was told so: never apply it now.
+                    settled = self._settle(entry, cancel=True)
+                    if settled["buytokens"]["state"] == _CANCELLED:
+                        cancelled += 1
+                    else:
+                        finished += 1
             balances = list(self._balances.find({"buytokens.inflight.key": {"$exists": True}}))
             markers = 0
             for balance in balances:
                 for marker in _inflight(balance):
                     self._finish_marker(balance["_id"], marker)
                     markers += 1
-        report = RecoveryReport(len(purchases), len(entries), markers)
+        report = RecoveryReport(len(purchases), finished, markers, cancelled)
         if report.total:
             _log.warning("recovered unfinished writes: %s", report)
         return report
@@ -410,24 +481,76 @@ class MongoBalanceRepository:
     def record_adjustment(self, change: LedgerChange) -> LedgerEntry:
         """Apply a change with no purchase behind it, once per key (steps 2a-2d).
 
+        Answers only with the outcome: the entry once applied, or ``ChangeNotApplied``
+        once it is certain the change never reached the balance and never will
+        (the pending entry is cancelled). A failing store is retried for
+        ``adjustment_patience`` seconds; ``StoreUnavailable`` means the store could
+        not say either way, and a call with the same key then finishes it, once.
+        Nothing else ever applies a pending adjustment: ``recover()`` only cancels
+        those its caller abandoned, unless the balance already shows them.
+
         A second call with the same key returns the entry stored the first time.
         Raises ``StoreCorrupted`` when the user has duplicate balance documents.
         """
         with self._guard():
             self._balance_document(change.user_id)
-            return _entry_from_doc(self._start_and_settle(change))
+        deadline = time.monotonic() + self._adjustment_patience
+        pause = 0.05
+        failure: StoreUnavailable | None = None
+        restarts = 0
+        while restarts < _MAX_PURCHASE_ATTEMPTS:
+            try:
+                with self._guard():
+                    entry = self._start_and_settle(change)
+            except StoreUnavailable as exc:
+                failure = exc
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(pause)
+                pause = min(pause * 4, 2.0)
+                continue
+            if entry["buytokens"]["state"] == _APPLIED:
+                return _entry_from_doc(entry)
+            # A recovery pass took this entry for abandoned and cancelled it, which
+            # freed its key: this call is still here, so it starts again.
+            failure = None
+            restarts += 1
+        return self._cancel_adjustment(change, failure)
+
+    def _cancel_adjustment(
+        self, change: LedgerChange, failure: StoreUnavailable | None
+    ) -> LedgerEntry:
+        """Settle the outcome of an adjustment that could not be finished: applied, or never."""
+        with self._guard():
+            entry = self._transactions.find_one({"buytokens.key": change.key})
+            if entry is not None:
+                entry = self._settle(entry, cancel=True)
+        if entry is not None and entry["buytokens"]["state"] == _APPLIED:
+            return _entry_from_doc(entry)
+        cause = failure.message if failure is not None else "it was cancelled while it ran"
+        raise ChangeNotApplied(
+            f"{change.key} for user {change.user_id} was not applied and is cancelled: {cause}"
+        ) from failure
 
     def balance(self, user_id: str) -> int:
-        """The user's token credits (a fractional LibreChat balance rounded down); 0 if unseen."""
+        """The user's token credits (a fractional LibreChat balance rounded down); 0 if unseen.
+
+        Purchases of the user whose changes are still pending are finished first,
+        so a purchase that reads as succeeded has its tokens in this balance.
+        """
+        user_id = canonical_user_id(user_id)
         with self._guard():
+            self._finish_pending_purchases(user_id)
             doc = self._balance_document(user_id)
         return 0 if doc is None else math.floor(_credits(doc))
 
     def purchases(self, user_id: str, limit: int = 100) -> Sequence[Purchase]:
-        """The user's purchases, newest first, at most ``limit``."""
+        """The user's purchases, newest first, at most ``limit``; pending changes finished first."""
         if limit <= 0:
             return []  # pymongo reads a limit of 0 as "no limit"
+        user_id = canonical_user_id(user_id)
         with self._guard():
+            self._finish_pending_purchases(user_id)
             docs = list(
                 self._purchases.find(
                     {"userId": user_id}, sort=[("createdAt", -1), ("_id", -1)], limit=limit
@@ -457,7 +580,9 @@ class MongoBalanceRepository:
         """
         if limit <= 0:
             return []
+        user_id = canonical_user_id(user_id)
         with self._guard():
+            self._finish_pending_purchases(user_id)
             doc = self._balance_document(user_id)
             if doc is not None:
                 for marker in _inflight(doc):
@@ -492,6 +617,18 @@ class MongoBalanceRepository:
             # The version matches but its previous transition was never finished.
             self._finish_purchase(stored)
         raise ConcurrentUpdate(f"purchase {pi} kept changing; retry")
+
+    def _finish_pending_purchases(self, user_id: str) -> None:
+        """Finish the user's purchases whose last transition left changes pending.
+
+        The sparse index on ``pendingSince`` holds only unfinished purchases, so
+        when nothing is pending this costs one index probe that finds nothing.
+        """
+        for doc in self._purchases.find(
+            {"pendingSince": {"$exists": True}, "userId": user_id}, sort=[("pendingSince", 1)]
+        ):
+            if doc.get("pending"):
+                self._finish_purchase(doc)
 
     def _finish_purchase(self, doc: Document) -> None:
         changes = tuple(_change_from_doc(change) for change in doc.get("pending") or ())
@@ -530,17 +667,26 @@ class MongoBalanceRepository:
                 "reason": change.reason,
             },
         }
-        try:
-            self._transactions.insert_one(entry)
-        except DuplicateKeyError:
-            stored = self._transactions.find_one({"buytokens.key": change.key})
-            if stored is None:
-                raise StoreCorrupted(f"ledger key {change.key} is both taken and missing") from None
-            entry = stored
-        return self._settle(entry)
+        for _ in range(3):
+            attempt = dict(entry)  # the driver adds the new document's _id to it
+            try:
+                self._transactions.insert_one(attempt)
+            except DuplicateKeyError:
+                stored = self._transactions.find_one({"buytokens.key": change.key})
+                if stored is not None:
+                    return self._settle(stored)
+                continue  # only a cancellation gives a key up: it is free again
+            return self._settle(attempt)
+        raise StoreCorrupted(f"ledger key {change.key} is both taken and missing")
 
-    def _settle(self, entry: Document) -> Document:
-        """Steps 2b-2d for a stored entry; returns it applied."""
+    def _settle(self, entry: Document, *, cancel: bool = False) -> Document:
+        """Steps 2b-2d for a stored entry; returns it applied (or, with ``cancel``, cancelled).
+
+        Cancelling is a settlement that applies nothing: it goes through the same
+        balance CAS, with a marker saying so, so that of one applier and one
+        canceller exactly one wins, by the argument of step 2b. An entry already
+        on the balance (its marker seen, or marked applied) stays applied.
+        """
         ours = entry["buytokens"]
         key, user_id, requested = ours["key"], ours["userId"], int(ours["requested"])
         for attempt in range(_MAX_BALANCE_ATTEMPTS):
@@ -548,44 +694,49 @@ class MongoBalanceRepository:
             markers = _inflight(balance)
             for marker in markers:
                 self._finish_marker(balance["_id"], marker)
-            if any(marker["key"] == key for marker in markers):
-                return self._entry_document(key)
-            current = self._entry_document(key)  # ... then the entry: see step 2b
-            if current["buytokens"]["state"] == _APPLIED:
+            if any(_marks(marker, entry) for marker in markers):
+                return self._entry_by_id(entry["_id"])
+            current = self._current_entry(entry)  # ... then the entry: see step 2b
+            if current["buytokens"]["state"] != _PENDING:
                 return current
             credits = _credits(balance)
             base = math.floor(credits)
-            # A balance LibreChat left negative absorbs no deduction at all.
-            settlement = settle(max(base, 0), requested)
             seq = int(balance.get("buytokens", {}).get("seq", 0))
+            # A balance LibreChat left negative absorbs no deduction at all.
+            settlement = settle(max(base, 0), 0 if cancel else requested)
             marker = {
                 "key": key,
+                "entry": entry["_id"],
                 "applied": settlement.applied,
                 "shortfall": settlement.shortfall,
                 "balanceAfter": base + settlement.applied,
                 "seq": seq + 1,
             }
             # tokenCredits pins the value settled against (LibreChat spends with $inc); seq pins
-            # that none of our writers applied anything since the read (a balance we never
-            # touched has no seq yet); the key check keeps a marker from being pushed twice.
+            # that none of our writers applied or cancelled anything since the read (a balance
+            # we never touched has no seq yet); the key check keeps a marker from being pushed
+            # twice.
             condition: Document = {
                 "_id": balance["_id"],
-                "tokenCredits": credits if "tokenCredits" in balance else {"$exists": False},
                 "buytokens.seq": seq if seq else {"$in": [0, None]},
                 "buytokens.inflight.key": {"$ne": key},
                 f"buytokens.inflight.{_MAX_INFLIGHT - 1}": {"$exists": False},
             }
-            result = self._balances.update_one(
-                condition,
-                {
-                    "$set": {"tokenCredits": credits + settlement.applied},
-                    "$inc": {"buytokens.seq": 1},
-                    "$push": {"buytokens.inflight": marker},
-                },
-            )
+            update: Document = {
+                "$inc": {"buytokens.seq": 1},
+                "$push": {"buytokens.inflight": marker},
+            }
+            if cancel:
+                marker["cancelled"] = True
+            else:
+                condition["tokenCredits"] = (
+                    credits if "tokenCredits" in balance else {"$exists": False}
+                )
+                update["$set"] = {"tokenCredits": credits + settlement.applied}
+            result = self._balances.update_one(condition, update)
             if result.matched_count == 1:
                 self._finish_marker(balance["_id"], marker)
-                return self._entry_document(key)
+                return self._entry_by_id(entry["_id"])
             if attempt >= 5:
                 # Someone keeps changing this balance (LibreChat spending); back off a little.
                 time.sleep(min(0.0005 * 2 ** (attempt - 5), 0.05))
@@ -595,37 +746,50 @@ class MongoBalanceRepository:
         )
 
     def _finish_marker(self, balance_id: Any, marker: Mapping[str, Any]) -> None:
-        """Steps 2c and 2d: the entry takes the marker's numbers, then the marker goes."""
+        """Steps 2c and 2d: the entry takes the marker's numbers, then the marker goes.
+
+        A cancelling marker leaves the entry ``cancelled`` with nothing applied and
+        moves its key to ``cancelledKey``, so the key is free for a new attempt.
+        """
         key = marker["key"]
-        result = self._transactions.update_one(
-            {"buytokens.key": key, "buytokens.state": _PENDING},
-            {
-                "$set": {
-                    "rawAmount": marker["applied"],
-                    "tokenValue": marker["applied"],
-                    "updatedAt": self._clock.now(),
-                    "buytokens.state": _APPLIED,
-                    "buytokens.applied": marker["applied"],
-                    "buytokens.shortfall": marker["shortfall"],
-                    "buytokens.balanceAfter": marker["balanceAfter"],
-                    "buytokens.seq": marker["seq"],
-                }
-            },
-        )
+        # Markers written before cancelling existed name their entry by key only.
+        entry = {"_id": marker["entry"]} if "entry" in marker else {"buytokens.key": key}
+        cancelled = bool(marker.get("cancelled"))
+        update: Document = {
+            "$set": {
+                "rawAmount": marker["applied"],
+                "tokenValue": marker["applied"],
+                "updatedAt": self._clock.now(),
+                "buytokens.state": _CANCELLED if cancelled else _APPLIED,
+                "buytokens.applied": marker["applied"],
+                "buytokens.shortfall": marker["shortfall"],
+                "buytokens.balanceAfter": marker["balanceAfter"],
+                "buytokens.seq": marker["seq"],
+            }
+        }
+        if cancelled:
+            update["$set"]["buytokens.cancelledKey"] = key
+            update["$unset"] = {"buytokens.key": ""}
+        result = self._transactions.update_one({**entry, "buytokens.state": _PENDING}, update)
         if (
-            result.matched_count == 0
-            and self._transactions.find_one({"buytokens.key": key}) is None
+            not cancelled
+            and result.matched_count == 0
+            and self._transactions.find_one(entry) is None
         ):
             # Pulling the marker would erase the only trace of this balance change.
             _log.error("balance %s carries marker %s but its ledger entry is gone", balance_id, key)
             return
+        # The marker exactly (seq is unique per balance): a late finisher of a cancelled
+        # attempt must never pull the marker of a newer attempt under the same key.
         self._balances.update_one(
-            {"_id": balance_id}, {"$pull": {"buytokens.inflight": {"key": key}}}
+            {"_id": balance_id},
+            {"$pull": {"buytokens.inflight": {"key": key, "seq": marker["seq"]}}},
         )
 
     # -- reads ---------------------------------------------------------------------------
 
     def _balance_document(self, user_id: str) -> Document | None:
+        user_id = canonical_user_id(user_id)
         docs = list(self._balances.find({"user": _user_ref(user_id)}, limit=2))
         if len(docs) > 1:
             ids = ", ".join(str(doc["_id"]) for doc in docs)
@@ -649,11 +813,20 @@ class MongoBalanceRepository:
             raise StoreCorrupted(f"the balance of user {user_id} vanished as it was created")
         return doc
 
-    def _entry_document(self, key: str) -> Document:
-        doc: Document | None = self._transactions.find_one({"buytokens.key": key})
+    def _entry_by_id(self, entry_id: Any) -> Document:
+        doc: Document | None = self._transactions.find_one({"_id": entry_id})
         if doc is None:
-            raise StoreCorrupted(f"ledger entry {key} disappeared while it was being applied")
+            raise StoreCorrupted(f"ledger entry {entry_id} disappeared while it was being applied")
         return doc
+
+    def _current_entry(self, entry: Document) -> Document:
+        """The stored state of ``entry``, read through its key while it still holds it."""
+        doc: Document | None = self._transactions.find_one(
+            {"buytokens.key": entry["buytokens"]["key"]}
+        )
+        if doc is not None and doc["_id"] == entry["_id"]:
+            return doc
+        return self._entry_by_id(entry["_id"])  # cancelled: its key was given up
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -682,7 +855,19 @@ class MongoBalanceRepository:
 
 
 def _user_ref(user_id: str) -> ObjectId | str:
-    return ObjectId(user_id) if _OBJECT_ID.fullmatch(user_id) else user_id
+    return ObjectId(user_id) if is_object_id(user_id) else user_id
+
+
+def _marks(marker: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:
+    """Whether ``marker`` is the balance change of ``entry`` (by key for older markers)."""
+    if marker["key"] != entry["buytokens"]["key"]:
+        return False
+    return "entry" not in marker or marker["entry"] == entry["_id"]
+
+
+def _is_adjustment(entry: Mapping[str, Any]) -> bool:
+    """An entry with no purchase behind it: only a call for its key may apply it."""
+    return entry["buytokens"].get("paymentIntentId") is None
 
 
 def _inflight(balance: Mapping[str, Any]) -> list[Document]:

@@ -33,6 +33,7 @@ from buytokens.domain.events import AttemptOutcome, DisputeState
 from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import DisputeRecord, Purchase, PurchaseStatus
+from buytokens.domain.users import canonical_user_id
 from buytokens.ports.checkout import KeyReservation
 from buytokens.ports.clock import Clock
 
@@ -441,10 +442,12 @@ class SqliteBalanceRepository:
         return entry
 
     def balance(self, user_id: str) -> int:
+        user_id = canonical_user_id(user_id)
         rows = self._read("SELECT token_credits FROM balances WHERE user_id = ?", (user_id,))
         return int(rows[0][0]) if rows else 0
 
     def purchases(self, user_id: str, limit: int = 100) -> Sequence[Purchase]:
+        user_id = canonical_user_id(user_id)
         rows = self._read(
             f"SELECT {_PURCHASE_COLUMNS} FROM purchases WHERE user_id = ? "  # noqa: S608
             "ORDER BY created_at DESC, payment_intent_id DESC LIMIT ?",
@@ -453,6 +456,7 @@ class SqliteBalanceRepository:
         return [_purchase_from_row(row) for row in rows]
 
     def ledger(self, user_id: str, limit: int = 100) -> Sequence[LedgerEntry]:
+        user_id = canonical_user_id(user_id)
         rows = self._read(
             f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE user_id = ? "  # noqa: S608
             "ORDER BY seq DESC LIMIT ?",

@@ -103,6 +103,25 @@ class StoreUnavailable(RetryableError):
     code = "store_unavailable"
 
 
+class ChangeNotApplied(RetryableError):
+    """A balance change failed and is certainly not applied, now or later; retrying is safe."""
+
+    code = "not_applied"
+
+
+class OutcomeUnknown(StoreUnavailable):
+    """The store failed mid-write and could not say whether the write took effect.
+
+    ``retry_key`` is the idempotency key under which retrying finishes the write once.
+    """
+
+    code = "outcome_unknown"
+
+    def __init__(self, message: str, *, retry_key: str) -> None:
+        super().__init__(message)
+        self.retry_key = retry_key
+
+
 class GatewayUnavailable(RetryableError):
     """The payment provider could not be reached or asked us to slow down."""
 

@@ -12,6 +12,7 @@ from datetime import datetime
 import attrs
 
 from buytokens.domain.money import Money
+from buytokens.domain.users import canonical_optional_user_id
 
 
 @attrs.frozen
@@ -21,7 +22,7 @@ class PaymentSucceeded:
     event_id: str
     payment_intent_id: str
     amount: Money
-    user_id: str | None
+    user_id: str | None = attrs.field(converter=canonical_optional_user_id)
     package_id: str | None
     occurred_at: datetime
 

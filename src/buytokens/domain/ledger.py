@@ -7,6 +7,8 @@ from datetime import datetime
 
 import attrs
 
+from buytokens.domain.users import canonical_user_id
+
 
 class EntryKind(enum.StrEnum):
     """Why a balance changed."""
@@ -35,7 +37,7 @@ class LedgerChange:
     """
 
     key: str = attrs.field(validator=_nonempty)
-    user_id: str = attrs.field(validator=_nonempty)
+    user_id: str = attrs.field(converter=canonical_user_id, validator=_nonempty)
     kind: EntryKind
     tokens: int = attrs.field(validator=_whole)
     payment_intent_id: str | None = None

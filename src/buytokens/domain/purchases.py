@@ -14,6 +14,7 @@ import attrs
 
 from buytokens.domain.events import AttemptOutcome, DisputeState
 from buytokens.domain.money import Money
+from buytokens.domain.users import canonical_optional_user_id
 
 
 class PurchaseStatus(enum.StrEnum):
@@ -49,7 +50,7 @@ class Purchase:
     """
 
     payment_intent_id: str
-    user_id: str | None
+    user_id: str | None = attrs.field(converter=canonical_optional_user_id)
     package_id: str | None
     tokens: int
     price: Money | None

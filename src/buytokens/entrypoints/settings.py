@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 
@@ -12,6 +13,7 @@ from buytokens.entrypoints.web.ratelimit import DEFAULT_PER_IP, DEFAULT_PER_USER
 
 STRIPE_JS_URL = "https://js.stripe.com/v3/"
 SQLITE_PATH = "./buytokens.sqlite3"
+RECOVERY_INTERVAL = 30.0  # seconds between passes that finish interrupted MongoDB writes
 
 
 @attrs.frozen(repr=False)
@@ -30,6 +32,7 @@ class Settings:
     stripe_api_version: str | None = None
     rate_limit_per_user: str = DEFAULT_PER_USER
     rate_limit_per_ip: str = DEFAULT_PER_IP
+    recovery_interval: float = RECOVERY_INTERVAL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +53,9 @@ class Settings:
             stripe_api_version=env.get("STRIPE_API_VERSION"),
             rate_limit_per_user=env.get("BUYTOKENS_RATE_LIMIT_PER_USER", DEFAULT_PER_USER),
             rate_limit_per_ip=env.get("BUYTOKENS_RATE_LIMIT_PER_IP", DEFAULT_PER_IP),
+            recovery_interval=_seconds(
+                "BUYTOKENS_RECOVERY_INTERVAL", env.get("BUYTOKENS_RECOVERY_INTERVAL")
+            ),
         )
 
     def require(self, *names: str) -> None:
@@ -74,3 +80,15 @@ _FIELDS = {
     "STRIPE_PUBLISHABLE_KEY": "stripe_publishable_key",
     "MONGODB_URI": "mongodb_uri",
 }
+
+
+def _seconds(name: str, value: str | None) -> float:
+    if value is None:
+        return RECOVERY_INTERVAL
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not 0.1 <= seconds <= 86_400:  # NaN fails this too
+        raise ConfigurationError(f"{name} must be a number of seconds from 0.1 to 86400")
+    return seconds

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.ledger import LedgerChange, LedgerEntry
@@ -14,7 +14,8 @@ class BalanceRepository(Protocol):
     """Keeps each user's token balance, the ledger that explains it, and purchases.
 
     Every method raises ``StoreUnavailable`` when the store cannot be reached or
-    cannot confirm that a write is durable; callers may retry those.
+    cannot confirm that a write is durable; callers may retry those. Any spelling
+    of a user id names the user its canonical form names (``canonical_user_id``).
     """
 
     def get_purchase(self, payment_intent_id: str) -> Purchase | None:
@@ -44,6 +45,10 @@ class BalanceRepository(Protocol):
         """Apply a change with no purchase behind it (an admin grant); once per key.
 
         A second call with the same key returns the entry stored the first time.
+        Returns only once the change is applied. Raises ``ChangeNotApplied`` when
+        it is certain the change is not applied and never will be without another
+        call; ``StoreUnavailable`` leaves that open, and a call with the same key
+        then finishes it, once.
         """
         ...
 
@@ -61,4 +66,16 @@ class BalanceRepository(Protocol):
 
     def flagged_purchases(self, limit: int = 100) -> Sequence[Purchase]:
         """Purchases awaiting an operator's review, longest waiting first, at most ``limit``."""
+        ...
+
+
+@runtime_checkable
+class UnfinishedWork(Protocol):
+    """A store whose writes can be left half done (no transactions) and finished later."""
+
+    def recover(self) -> object:
+        """Finish (or cancel, where that is the rule) whatever interrupted writes left; idempotent.
+
+        Cheap when there is nothing to finish: safe to call periodically.
+        """
         ...

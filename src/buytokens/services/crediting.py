@@ -9,7 +9,13 @@ import attrs
 from buytokens.domain.catalogue import Catalogue
 from buytokens.domain.checkout import Delivery, ReceivedEvent
 from buytokens.domain.crediting import Decision, Disposition, approve_review, decide
-from buytokens.domain.errors import ConcurrentUpdate, UserError
+from buytokens.domain.errors import (
+    ChangeNotApplied,
+    ConcurrentUpdate,
+    OutcomeUnknown,
+    StoreUnavailable,
+    UserError,
+)
 from buytokens.domain.events import PaymentEvent
 from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry
 from buytokens.domain.purchases import Purchase
@@ -115,6 +121,12 @@ def grant_tokens(
 
     A deduction never takes a balance below zero; what it could not take is the
     entry's shortfall. Passing the same ``key`` twice grants once.
+
+    The answer is the outcome: the entry when the grant is applied;
+    ``ChangeNotApplied`` when it certainly is not and never will be (asking
+    again is safe); ``OutcomeUnknown`` when the store could not tell, whose
+    ``retry_key`` (the caller's ``key``, or the one made up for this call)
+    finishes the grant exactly once when passed as ``key``.
     """
     if not user_id.strip():
         raise UserError("user id must not be empty")
@@ -122,11 +134,25 @@ def grant_tokens(
         raise UserError("tokens must not be zero")
     if not reason.strip():
         raise UserError("a reason is required for the audit trail")
+    key = key or ids.new_id()
     change = LedgerChange(
-        key=f"admin:{key or ids.new_id()}",
+        key=f"admin:{key}",
         user_id=user_id,
         kind=EntryKind.ADMIN,
         tokens=tokens,
         reason=reason.strip(),
     )
-    return store.record_adjustment(change)
+    try:
+        return store.record_adjustment(change)
+    except ChangeNotApplied as exc:
+        raise ChangeNotApplied(
+            f"nothing was granted to {change.user_id}: {exc.message}; asking again is safe"
+        ) from exc
+    except StoreUnavailable as exc:
+        raise OutcomeUnknown(
+            f"the grant of {tokens:+,} tokens to {change.user_id} is not confirmed "
+            f"({exc.message}); it takes effect at most once: repeat it with --key {key} to "
+            "finish it, never without; unless repeated it is cancelled within minutes if it "
+            f"has not reached the balance (`buytokens history {change.user_id}` shows it)",
+            retry_key=key,
+        ) from exc

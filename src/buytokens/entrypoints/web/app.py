@@ -29,6 +29,7 @@ from buytokens.domain.errors import (
 from buytokens.entrypoints.container import Container, create_container
 from buytokens.entrypoints.web import routes
 from buytokens.entrypoints.web.auth import Unauthorized
+from buytokens.entrypoints.web.maintenance import lifespan
 from buytokens.entrypoints.web.page import build_page_router
 from buytokens.entrypoints.web.ratelimit import RateLimited
 
@@ -74,6 +75,7 @@ def create_app(container: Container | None = None) -> FastAPI:
         title="buytokens",
         version=__version__,
         summary="Sell token packages through Stripe and credit them exactly once.",
+        lifespan=lifespan,
     )
     app.state.container = container
     app.include_router(routes.router)
