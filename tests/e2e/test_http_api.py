@@ -451,6 +451,19 @@ def test_another_users_intent_is_404(stack: Stack) -> None:
     assert stack.balance("alice") == 0
 
 
+def test_any_spelling_of_an_object_id_in_the_token_is_the_same_user(stack: Stack) -> None:
+    """A token naming the buyer's ObjectId in upper case still owns the purchase."""
+    user = "65a1b2c3d4e5f60718293a4b"
+    intent = stack.buy(user.upper())
+    stack.gateway.succeed(intent["paymentIntentId"])
+    url = f"/api/custom/stripe/payment-intents/{intent['paymentIntentId']}"
+    for spelling in (user, user.upper()):
+        response = stack.client.get(url, headers=auth(spelling))
+        assert response.status_code == 200, response.text
+        assert response.json()["tokenCredits"] == 500_000
+    assert stack.balance(user) == 500_000
+
+
 def test_an_unknown_intent_is_404(stack: Stack) -> None:
     """An id Stripe does not know is 404."""
     response = stack.client.get(

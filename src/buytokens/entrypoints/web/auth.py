@@ -6,6 +6,7 @@ import attrs
 import jwt
 
 from buytokens.domain.errors import BuyTokensError
+from buytokens.domain.users import canonical_user_id
 
 
 class Unauthorized(BuyTokensError):
@@ -53,4 +54,6 @@ class Authenticator:
         if not isinstance(user_id, str) or not user_id.strip():
             raise Unauthorized("token has no user id")
         email = claims.get("email")
-        return AuthenticatedUser(user_id, email if isinstance(email, str) and email else None)
+        return AuthenticatedUser(
+            canonical_user_id(user_id), email if isinstance(email, str) and email else None
+        )
