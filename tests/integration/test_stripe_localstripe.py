@@ -35,6 +35,7 @@ from buytokens.domain.errors import (
 from buytokens.domain.events import AttemptOutcome, PaymentAttempted, PaymentSucceeded
 from buytokens.domain.money import Money
 from buytokens.entrypoints.localstripe_process import LocalStripe
+from tests.support.fake_stripe import fake_stripe
 
 SECRET_KEY = "sk_test_buytokens_localstripe"
 WEBHOOK_SECRET = "whsec_buytokens_localstripe"
@@ -157,8 +158,9 @@ def test_current_api_versions_restrict_the_method_with_allowed_payment_method_ty
 ) -> None:
     """On the SDK's own API version the method goes in allowed_payment_method_types."""
     recorder = RecordingClient()
+    # Told it is not localstripe, the gateway speaks to it as to Stripe itself.
     gateway = StripePaymentGateway(
-        SECRET_KEY, None, api_base=localstripe.api_base, http_client=recorder
+        SECRET_KEY, None, api_base=localstripe.api_base, http_client=recorder, localstripe=False
     )
     # localstripe predates the parameter and refuses it, as a bad request.
     with pytest.raises(GatewayRejected):
@@ -172,10 +174,48 @@ def test_current_api_versions_restrict_the_method_with_allowed_payment_method_ty
 def test_receipt_email_is_sent_when_known(localstripe: LocalStripe) -> None:
     """A known e-mail asks Stripe for a receipt (localstripe refuses it: GatewayRejected)."""
     recorder = RecordingClient()
-    gateway = recording_gateway(localstripe, recorder)
+    gateway = StripePaymentGateway(
+        SECRET_KEY,
+        None,
+        api_base=localstripe.api_base,
+        api_version=localstripe.api_version,
+        http_client=recorder,
+        localstripe=False,
+    )
     with pytest.raises(GatewayRejected, match="receipt_email"):
         gateway.create_payment_intent(intent_request(receipt_email="buyer@example.com"))
     assert recorder.sent[-1][3]["receipt_email"] == ["buyer@example.com"]
+
+
+def test_localstripe_needs_no_pinned_version_and_drops_the_receipt_email(
+    localstripe: LocalStripe,
+) -> None:
+    """Pointed at localstripe with nothing pinned, the gateway recognises it and creates
+    intents in its 2017 API, without the receipt_email it refuses."""
+    recorder = RecordingClient()
+    gateway = StripePaymentGateway(
+        SECRET_KEY, None, api_base=localstripe.api_base, http_client=recorder
+    )
+    created = gateway.create_payment_intent(intent_request(receipt_email="buyer@example.com"))
+    assert created.id.startswith("pi_")
+    _, _, _, body = recorder.sent[-1]
+    assert body["payment_method_types[0]"] == ["card"]
+    assert "allowed_payment_method_types[0]" not in body
+    assert "receipt_email" not in body
+
+
+def test_a_server_that_is_not_localstripe_is_spoken_to_as_stripe() -> None:
+    """Another host behind STRIPE_API_BASE (a proxy, a mock) gets Stripe's current parameters."""
+    recorder = RecordingClient()
+    with fake_stripe(SECRET_KEY) as server:
+        gateway = StripePaymentGateway(
+            SECRET_KEY, None, api_base=server.api_base, http_client=recorder, max_network_retries=0
+        )
+        with pytest.raises(GatewayRejected):  # the fake has no payment intents to create
+            gateway.create_payment_intent(intent_request(receipt_email="buyer@example.com"))
+    _, _, _, body = recorder.sent[-1]
+    assert body["allowed_payment_method_types[0]"] == ["card"]
+    assert body["receipt_email"] == ["buyer@example.com"]
 
 
 def test_wrong_secret_key_is_rejected_without_echoing_it(localstripe: LocalStripe) -> None:

@@ -148,6 +148,7 @@ from buytokens.domain.money import Money
 from buytokens.domain.purchases import DisputeRecord, Purchase
 from buytokens.domain.users import canonical_user_id, is_object_id
 from buytokens.ports.clock import Clock
+from buytokens.ports.diagnostics import DuplicateBalance
 
 _log = logging.getLogger(__name__)
 
@@ -196,28 +197,6 @@ class MongoDatabase(Protocol):
     def get_collection(self, name: str) -> Any:
         """The named collection (a pymongo ``Collection`` or a stand-in with its methods)."""
         ...
-
-
-@attrs.frozen
-class DuplicateBalance:
-    """A user with more than one balance document, which LibreChat would read arbitrarily."""
-
-    user_id: str
-    document_ids: tuple[str, ...]
-    token_credits: tuple[float, ...]
-
-    def describe(self) -> str:
-        """One line naming the user, the documents and how to merge them."""
-        documents = ", ".join(
-            f"{doc_id} ({credits:g})"
-            for doc_id, credits in zip(self.document_ids, self.token_credits, strict=True)
-        )
-        return (
-            f"user {self.user_id} has {len(self.document_ids)} balance documents [{documents}]: "
-            "keep one, set its tokenCredits to the intended total "
-            f"(together {sum(self.token_credits):g}), "
-            "delete the others, then restart buytokens to create the unique index"
-        )
 
 
 @attrs.frozen
@@ -320,11 +299,8 @@ class MongoBalanceRepository:
                 )
 
     def _ensure_unique_balances(self) -> tuple[DuplicateBalance, ...]:
-        for spec in self._balances.index_information().values():
-            keys = list(spec["key"])
-            on_user = len(keys) == 1 and keys[0][0] == "user" and keys[0][1] in (1, -1)
-            if on_user and spec.get("unique") and not spec.get("partialFilterExpression"):
-                return ()
+        if has_unique_user_index(self._balances):
+            return ()
         duplicates = self.duplicate_balances()
         if not duplicates:
             try:
@@ -349,29 +325,8 @@ class MongoBalanceRepository:
 
     def duplicate_balances(self) -> tuple[DuplicateBalance, ...]:
         """Every user with more than one balance document (empty when the data is sound)."""
-        pipeline: list[Document] = [
-            {
-                "$group": {
-                    "_id": "$user",
-                    "count": {"$sum": 1},
-                    "ids": {"$push": "$_id"},
-                    "credits": {"$push": "$tokenCredits"},
-                }
-            },
-            {"$match": {"count": {"$gt": 1}}},
-        ]
         with self._guard():
-            groups = list(self._balances.aggregate(pipeline))
-        return tuple(
-            DuplicateBalance(
-                user_id=str(group["_id"]),
-                document_ids=tuple(str(doc_id) for doc_id in group["ids"]),
-                token_credits=tuple(
-                    float(c) if isinstance(c, int | float) else 0.0 for c in group["credits"]
-                ),
-            )
-            for group in sorted(groups, key=lambda g: str(g["_id"]))
-        )
+            return find_duplicate_balances(self._balances)
 
     def recover(self) -> RecoveryReport:
         """Finish every purchase, entry and marker a crash left unfinished; idempotent.
@@ -1002,6 +957,42 @@ def _entry_from_doc(doc: Mapping[str, Any]) -> LedgerEntry:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise StoreCorrupted(f"ledger entry {doc.get('_id')} is unreadable: {exc!r}") from exc
+
+
+def has_unique_user_index(balances: Any) -> bool:
+    """Whether the ``balances`` collection has a unique index on ``user`` alone."""
+    for spec in balances.index_information().values():
+        keys = list(spec["key"])
+        on_user = len(keys) == 1 and keys[0][0] == "user" and keys[0][1] in (1, -1)
+        if on_user and spec.get("unique") and not spec.get("partialFilterExpression"):
+            return True
+    return False
+
+
+def find_duplicate_balances(balances: Any) -> tuple[DuplicateBalance, ...]:
+    """Every user with more than one document in the ``balances`` collection."""
+    pipeline: list[Document] = [
+        {
+            "$group": {
+                "_id": "$user",
+                "count": {"$sum": 1},
+                "ids": {"$push": "$_id"},
+                "credits": {"$push": "$tokenCredits"},
+            }
+        },
+        {"$match": {"count": {"$gt": 1}}},
+    ]
+    groups = list(balances.aggregate(pipeline))
+    return tuple(
+        DuplicateBalance(
+            user_id=str(group["_id"]),
+            document_ids=tuple(str(doc_id) for doc_id in group["ids"]),
+            token_credits=tuple(
+                float(c) if isinstance(c, int | float) else 0.0 for c in group["credits"]
+            ),
+        )
+        for group in sorted(groups, key=lambda g: str(g["_id"]))
+    )
 
 
 def record_delivery(events: Any, delivery: Delivery) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -19,6 +20,11 @@ from buytokens.adapters.stripe_events import (
     snapshot_intent,
     translate_event,
 )
+from buytokens.adapters.stripe_server import (
+    display_api_base,
+    is_stripe_api_base,
+    probe_localstripe,
+)
 from buytokens.domain.catalogue import (
     DEFAULT_PAYMENT_METHODS,
     PaymentMethod,
@@ -33,6 +39,8 @@ from buytokens.domain.errors import (
     PaymentDeclined,
 )
 from buytokens.ports.clock import Clock
+
+_log = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEY_PREFIX = "buytokens-pi-"
 """Prefix of the Idempotency-Key sent when creating a purchase's payment intent."""
@@ -101,6 +109,10 @@ class StripePaymentGateway:
     later ones with ``allowed_payment_method_types``.
     ``http_client`` replaces the SDK's requests-based client (then ``timeout`` is
     that client's business).
+    ``localstripe`` says whether ``api_base`` is localstripe, which refuses
+    ``allowed_payment_method_types`` and ``receipt_email`` whatever the version:
+    None (the default) asks the server once, before the first intent is created,
+    when ``api_base`` is not Stripe's own host.
     """
 
     def __init__(
@@ -116,6 +128,7 @@ class StripePaymentGateway:
         http_client: stripe.HTTPClient | None = None,
         clock: Clock | None = None,
         signature_tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
+        localstripe: bool | None = None,
     ) -> None:
         self._client = stripe.StripeClient(
             secret_key,
@@ -134,6 +147,8 @@ class StripePaymentGateway:
             if version[:10] >= _ALLOWED_METHOD_TYPES_SINCE
             else "payment_method_types"
         )
+        self._api_base = api_base
+        self._localstripe = False if is_stripe_api_base(api_base) else localstripe
 
     def __repr__(self) -> str:
         # Spelled out so that no key can ever reach a log through a repr.
@@ -147,10 +162,11 @@ class StripePaymentGateway:
         """
         price = request.package.price
         method = require_payment_method(request.method.value, price.currency, self._payment_methods)
+        localstripe = self._is_localstripe()
         params: dict[str, Any] = {
             "amount": price.amount,
             "currency": price.currency,
-            self._methods_param: [method.value],
+            "payment_method_types" if localstripe else self._methods_param: [method.value],
             "metadata": {
                 "userId": request.user_id,
                 "packageId": request.package.id,
@@ -158,7 +174,7 @@ class StripePaymentGateway:
                 "purchaseId": request.purchase_id,
             },
         }
-        if request.receipt_email:
+        if request.receipt_email and not localstripe:
             params["receipt_email"] = request.receipt_email
         if method is PaymentMethod.WECHAT_PAY:
             # Without a client, Stripe cannot tell the page which QR flow to show.
@@ -219,6 +235,19 @@ class StripePaymentGateway:
             except InvalidWebhook as exc:
                 raise GatewayRejected("Stripe listed something that is not an event") from exc
         return iter(received)
+
+    def _is_localstripe(self) -> bool:
+        if self._localstripe is None and self._api_base is not None:
+            # Unanswered probes are asked again: the create that follows fails on its own.
+            found = probe_localstripe(self._api_base)
+            if found:
+                _log.warning(
+                    "STRIPE_API_BASE %s is localstripe: payment intents are created in its "
+                    "2017-08-15 API (payment_method_types, no receipt_email)",
+                    display_api_base(self._api_base),
+                )
+            self._localstripe = found
+        return bool(self._localstripe)
 
     def _snapshot(self, intent: Mapping[str, Any]) -> IntentSnapshot:
         try:

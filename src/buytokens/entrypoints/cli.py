@@ -110,6 +110,12 @@ def _parser() -> _Parser:
         default=timedelta(days=3),
         help="how far back: 90m, 12h, 3d... at most 30d (default 3d)",
     )
+    doctor = commands.add_parser(
+        "doctor", help="check the environment, the store and Stripe, and say what to fix"
+    )
+    doctor.add_argument(
+        "--mode", choices=("test", "live"), help="the Stripe mode the keys must be in"
+    )
     return parser
 
 
@@ -169,6 +175,11 @@ def _run(args: argparse.Namespace, container: Container) -> int:
             f"{args.payment_intent_id}: credited {credit.applied:+,} tokens to {credit.user_id}; "
             f"now {applied.purchase.status.value if applied.purchase else 'unknown'}"
         )
+    elif args.command == "doctor":
+        from buytokens.entrypoints.doctor import run_doctor  # noqa: PLC0415
+        from buytokens.services.doctor import Mode  # noqa: PLC0415
+
+        return run_doctor(container, Mode(args.mode) if args.mode else None)
     elif args.command == "reconcile":
         shop = container.shop()
         report = reconcile(shop, shop.clock.now() - args.since)

@@ -13,6 +13,8 @@ from buytokens.adapters.sqlite import (
     SqliteDatabase,
     SqliteEventJournal,
 )
+from buytokens.adapters.sqlite_inspection import SqliteStoreInspector
+from buytokens.adapters.stripe_account import StripeAccount
 from buytokens.adapters.stripe_gateway import StripePaymentGateway
 from buytokens.adapters.unconfigured_gateway import UnconfiguredPaymentGateway
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, Catalogue
@@ -22,6 +24,7 @@ from buytokens.entrypoints.web.ratelimit import CheckoutRateLimiter
 from buytokens.ports.balances import BalanceRepository
 from buytokens.ports.checkout import CheckoutKeys, EventJournal
 from buytokens.ports.clock import Clock, IdSource
+from buytokens.ports.diagnostics import PaymentAccount, StoreInspector
 from buytokens.ports.payments import PaymentGateway
 from buytokens.services.checkout import Shop
 
@@ -80,6 +83,39 @@ def build_gateway(settings: Settings, clock: Clock) -> PaymentGateway:
     )
 
 
+DOCTOR_MONGO_TIMEOUT_MS = 3_000
+DOCTOR_STRIPE_TIMEOUT = 10.0
+
+
+def build_store_inspector(settings: Settings) -> StoreInspector:
+    """A read-only look at the store ``build_backend`` would open; it connects lazily."""
+    uri = settings.mongodb_uri
+    if uri is not None:
+        from buytokens.adapters.mongo import connect_mongo  # noqa: PLC0415
+        from buytokens.adapters.mongo_inspection import MongoStoreInspector  # noqa: PLC0415
+
+        return MongoStoreInspector(
+            connect_mongo(
+                uri,
+                timeout_ms=DOCTOR_MONGO_TIMEOUT_MS,
+                server_selection_timeout_ms=DOCTOR_MONGO_TIMEOUT_MS,
+            )
+        )
+    return SqliteStoreInspector(settings.sqlite_path)
+
+
+def build_payment_account(settings: Settings) -> PaymentAccount | None:
+    """The Stripe account the secret key opens, for set-up checks; None without a key."""
+    if settings.stripe_secret_key is None:
+        return None
+    return StripeAccount(
+        settings.stripe_secret_key,
+        api_base=settings.stripe_api_base,
+        api_version=settings.stripe_api_version,
+        timeout=DOCTOR_STRIPE_TIMEOUT,
+    )
+
+
 def build_authenticator(settings: Settings) -> Authenticator:
     """Token verification with JWT_SECRET, which serving requires."""
     settings.require("JWT_SECRET")
@@ -110,6 +146,8 @@ class Container(containers.DeclarativeContainer):
     gateway = providers.Singleton(build_gateway, settings, clock)
     shop = providers.Singleton(build_shop, catalogue, backend, gateway, clock, ids)
     authenticator = providers.Singleton(build_authenticator, settings)
+    store_inspector = providers.Singleton(build_store_inspector, settings)
+    payment_account = providers.Singleton(build_payment_account, settings)
     rate_limiter = providers.Singleton(
         lambda settings, backend: CheckoutRateLimiter(
             settings.rate_limit_per_user, settings.rate_limit_per_ip, backend.rate_limit_storage

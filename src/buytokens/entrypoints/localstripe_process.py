@@ -24,14 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from buytokens.adapters.stripe_server import LOCALSTRIPE_API_VERSION
 from buytokens.domain.errors import OperatorError
 
-LOCALSTRIPE_API_VERSION = "2017-08-15"
-"""The Stripe API version localstripe's objects follow (it ignores the version header).
-
-Pass it as ``StripePaymentGateway(api_version=...)`` so that requests use the
-parameter names localstripe understands.
-"""
+__all__ = ["LOCALSTRIPE_API_VERSION", "LocalStripe", "LocalStripeError"]
 
 LOOPBACK = "127.0.0.1"
 
