@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from buytokens.domain.errors import BuyTokensError
+from buytokens.domain.money import currency_exponent
 from buytokens.entrypoints.container import Container
 from buytokens.entrypoints.web.auth import AuthenticatedUser, Authenticator
 from buytokens.entrypoints.web.ratelimit import CheckoutRateLimiter
@@ -96,6 +97,7 @@ def packages(shop: ShopDep) -> PackagesResponse:
     catalogue = shop.catalogue
     return PackagesResponse(
         currency=catalogue.currency,
+        exponent=currency_exponent(catalogue.currency),
         packages=[
             PackageOut(
                 id=p.id,
@@ -160,6 +162,7 @@ async def create_intent(
         clientSecret=created.snapshot.client_secret,
         amount=created.amount.amount,
         currency=created.amount.currency,
+        exponent=created.amount.exponent,
         paymentIntentId=created.snapshot.id,
         status=created.snapshot.status,
     )
@@ -208,6 +211,7 @@ def purchases(user: User, shop: ShopDep) -> PurchasesResponse:
                 tokens=p.tokens,
                 amount=None if p.price is None else p.price.amount,
                 currency=None if p.price is None else p.price.currency,
+                exponent=None if p.price is None else p.price.exponent,
                 status=p.status.value,
                 createdAt=p.created_at.isoformat(),
             )
