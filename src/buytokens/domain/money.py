@@ -16,6 +16,10 @@ _THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
 _SYMBOLS = {"cny": "¥", "usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "hkd": "HK$"}
 _CODE = re.compile(r"^[a-z]{3}$")
 
+MAX_AMOUNT = 999_999_999_999
+"""The largest charge in minor units: twelve digits, Stripe's limit for IDR (most currencies
+stop at eight). A catalogue price above it could never be paid."""
+
 
 def _check_currency(_instance: object, _attribute: object, value: str) -> None:
     if not isinstance(value, str) or not _CODE.match(value):

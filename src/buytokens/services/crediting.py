@@ -9,9 +9,9 @@ import attrs
 from buytokens.domain.catalogue import Catalogue
 from buytokens.domain.checkout import Delivery, ReceivedEvent
 from buytokens.domain.crediting import Decision, Disposition, approve_review, decide
-from buytokens.domain.errors import ConcurrentUpdate, UserError
+from buytokens.domain.errors import ConcurrentUpdate
 from buytokens.domain.events import PaymentEvent
-from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry
+from buytokens.domain.ledger import LedgerEntry, admin_adjustment, check_user_id
 from buytokens.domain.purchases import Purchase
 from buytokens.ports.balances import BalanceRepository
 from buytokens.ports.clock import Clock, IdSource
@@ -116,17 +116,9 @@ def grant_tokens(
     A deduction never takes a balance below zero; what it could not take is the
     entry's shortfall. Passing the same ``key`` twice grants once.
     """
-    if not user_id.strip():
-        raise UserError("user id must not be empty")
-    if tokens == 0:
-        raise UserError("tokens must not be zero")
-    if not reason.strip():
-        raise UserError("a reason is required for the audit trail")
-    change = LedgerChange(
-        key=f"admin:{key or ids.new_id()}",
-        user_id=user_id,
-        kind=EntryKind.ADMIN,
-        tokens=tokens,
-        reason=reason.strip(),
-    )
+    # The balance ceiling is checked on a read before the write: two grants racing
+    # past it overshoot by at most MAX_TOKENS, far inside a 64-bit integer.
+    user_id = check_user_id(user_id)
+    balance = store.balance(user_id)
+    change = admin_adjustment(user_id, tokens, reason, balance, key=key or ids.new_id())
     return store.record_adjustment(change)
