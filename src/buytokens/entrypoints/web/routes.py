@@ -41,6 +41,7 @@ from buytokens.services.checkout import (
 )
 
 WEBHOOK_MAX_BYTES = 1_000_000
+WEBHOOK_PATH = "/api/custom/stripe/webhook"
 
 router = APIRouter()
 
@@ -221,7 +222,7 @@ def purchases(user: User, shop: ShopDep) -> PurchasesResponse:
 
 
 @router.post(
-    "/api/custom/stripe/webhook",
+    WEBHOOK_PATH,
     response_model=WebhookResponse,
     responses=_errors(400, 413, 500, 503),
     tags=["stripe"],
