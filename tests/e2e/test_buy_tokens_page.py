@@ -266,17 +266,27 @@ def test_each_package_can_be_selected_and_the_pay_button_shows_its_price(
 
 
 def test_money_is_formatted_by_the_currency_exponent(shopper: Shopper) -> None:
-    """Minor units become ¥35.00, $35.00 for usd and ¥3,500 for the zero-decimal yen."""
+    """Minor units become ¥35.00, $35.00 for usd, ¥3,500 for the zero-decimal yen and
+    990.00 kr for isk, whatever the browser thinks those currencies' decimals are."""
     page = shopper.open()
     formatted = page.evaluate(
         """async () => {
             const m = await import('/buy-tokens/static/buy-tokens.js');
-            return [m.formatMoney(3500, 'cny', 'zh-CN'), m.formatMoney(3500, 'usd', 'en'),
-                    m.formatMoney(3500, 'jpy', 'en'), m.formatMoney(100000, 'cny', 'en'),
-                    m.formatMoney(5, 'usd', 'en')];
+            return [m.formatMoney(3500, 'cny', 2, 'zh-CN'), m.formatMoney(3500, 'usd', 2, 'en'),
+                    m.formatMoney(3500, 'jpy', 0, 'en'), m.formatMoney(100000, 'cny', 2, 'en'),
+                    m.formatMoney(5, 'usd', 2, 'en'), m.formatMoney(99000, 'isk', 2, 'en'),
+                    m.formatMoney(-1234, 'bhd', 3, 'en')];
         }"""
     )
-    assert formatted == ["¥35.00", "$35.00", "¥3,500", "¥1,000.00", "$0.05"]
+    assert formatted == [
+        "¥35.00",
+        "$35.00",
+        "¥3,500",
+        "¥1,000.00",
+        "$0.05",
+        "kr\u00a0990.00",
+        "-BHD\u00a01.234",
+    ]
 
 
 # -- paying ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from buytokens.adapters.sqlite import SqliteBalanceRepository
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.events import PaymentSucceeded
 from buytokens.domain.money import Money
+from buytokens.entrypoints import cli
 from buytokens.services.crediting import apply_payment_event
 
 
@@ -98,6 +99,7 @@ def test_grant_with_a_key_is_idempotent(tmp_path: Path) -> None:
         (("balance",), "USER_ID"),
         (("balance", " "), "user id must not be empty"),
         (("frobnicate",), "invalid choice"),
+        (("grant", "alice", str(2**63), "--reason", "x"), "tokens must be between"),
     ],
 )
 def test_bad_arguments_are_one_line_on_stderr(
@@ -108,7 +110,57 @@ def test_bad_arguments_are_one_line_on_stderr(
     assert result.returncode != 0
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1
+    assert len(result.stderr) < 300
     assert needle in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("grant", "alice", str(-(2**63) - 1), "--reason", "x"), "tokens must be between"),
+        (("grant", "alice", "1000000000001", "--reason", "x"), "tokens must be between"),
+        (("grant", "alice", "9" * 5000, "--reason", "x"), "TOKENS is out of range"),
+        (("grant", "alice", "5", "--reason", "r" * 501), "at most 500 printable characters"),
+        (("grant", "alice", "5", "--reason", "two\nlines"), "one line"),
+        (("grant", "u" * 256, "5", "--reason", "x"), "user id must be at most 255"),
+        (("grant", "alice", "5", "--reason", "x", "--key", "k" * 256), "key must be 1-255"),
+        (("balance", "u" * 100_000), "user id must be at most 255"),
+        (("history", "alice", "--limit", "9" * 20), "--limit must be 1-10,000"),
+        (("review", "--limit", "-1"), "--limit must be 1-10,000"),
+        (("approve", "pi_" + "9" * 300, "--reason", "x"), "PAYMENT_INTENT must be 1-255"),
+        (("reconcile", "--since", "9" * 20 + "d"), "--since takes a duration"),
+        (("reconcile", "--since", "999999d"), "at most 30d"),
+        (("serve", "--port", "9" * 5000), "port must be 1-65535"),
+    ],
+)
+def test_absurd_input_is_one_line_on_stderr(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: tuple[str, ...],
+    needle: str,
+) -> None:
+    """Absurd numbers and over-long text: a short clear line, non-zero exit, nothing stored."""
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    monkeypatch.delenv("BUYTOKENS_CATALOGUE", raising=False)
+    monkeypatch.setenv("BUYTOKENS_SQLITE_PATH", str(tmp_path / "cli.sqlite3"))
+    assert cli.main(list(args)) != 0
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert len(err) < 300
+    assert needle in err
+    store = SqliteBalanceRepository(tmp_path / "cli.sqlite3", SystemClock())
+    assert store.ledger("alice", 10) == []
+    store.close()
+
+
+def test_a_grant_of_the_largest_amount_is_applied_and_recorded(tmp_path: Path) -> None:
+    """A trillion tokens is the bound, not past it: granted and on the ledger."""
+    result = _run(tmp_path, "grant", "alice", "1,000,000,000,000", "--reason", "bulk")
+    assert result.returncode == 0, result.stderr
+    assert _run(tmp_path, "balance", "alice").stdout.strip() == "1000000000000"
+    assert "+1,000,000,000,000" in _run(tmp_path, "history", "alice").stdout
 
 
 def test_a_broken_catalogue_file_stops_with_its_name(tmp_path: Path) -> None:

@@ -174,3 +174,18 @@ def test_a_jpy_success_for_a_hundred_times_the_price_is_flagged(jpy: Stack) -> N
 
     assert jpy.deliver(event).json()["outcome"] == "needs_review"
     assert jpy.balance("alice") == 0
+
+
+# -- the exponent the page formats with ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("catalogue", "exponent"), [(USD_CATALOGUE, 2), (JPY_CATALOGUE, 0)])
+def test_every_amount_comes_with_the_exponent_stripe_reads_it_with(
+    tmp_path: Path, store_kind: str, catalogue: str, exponent: int
+) -> None:
+    """Packages, a new intent and the purchase list say how many decimals the amounts have."""
+    for stack in _stack(tmp_path, store_kind, catalogue):
+        assert stack.client.get("/api/custom/stripe/packages").json()["exponent"] == exponent
+        assert _create(stack, "bulk", "card").json()["exponent"] == exponent
+        listed = stack.client.get("/api/custom/stripe/purchases", headers=auth("alice")).json()
+        assert [p["exponent"] for p in listed["purchases"]] == [exponent]

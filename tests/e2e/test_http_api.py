@@ -490,14 +490,16 @@ def test_purchases_are_own_and_newest_first(stack: Stack) -> None:
         "tokens",
         "amount",
         "currency",
+        "exponent",
         "status",
         "createdAt",
     }
-    assert (purchases[0]["tokens"], purchases[0]["amount"], purchases[0]["currency"]) == (
-        10_000_000,
-        28_000,
-        "cny",
-    )
+    assert (
+        purchases[0]["tokens"],
+        purchases[0]["amount"],
+        purchases[0]["currency"],
+        purchases[0]["exponent"],
+    ) == (10_000_000, 28_000, "cny", 2)
 
 
 def test_unknown_routes_use_the_error_shape(stack: Stack) -> None:

@@ -197,6 +197,27 @@ def test_logs_name_every_request_and_no_secret(server: Server) -> None:
         assert secret not in log
 
 
+MONGOMOCK_WARNING = "every credit, purchase and ledger entry is lost when this process stops"
+
+
+def test_serve_on_mongomock_warns_once_that_credits_are_lost_on_restart(tmp_path: Path) -> None:
+    """A store in memory answers Stripe 200 for credits a restart loses: start-up says so."""
+    running = Server(tmp_path, _env(tmp_path, MONGODB_URI="mongomock://localhost/serve"))
+    try:
+        assert _post_webhook(running.url, _succeeded("pi_volatile")).status_code == 200
+    finally:
+        running.stop()
+    warnings = [line for line in running.log.splitlines() if MONGOMOCK_WARNING in line]
+    assert len(warnings) == 1
+    assert "WARNING: MONGODB_URI is mongomock://" in warnings[0]
+
+
+def test_serve_on_sqlite_gives_no_such_warning(server: Server) -> None:
+    """The durable embedded store starts without the warning."""
+    server.stop()
+    assert MONGOMOCK_WARNING not in server.log
+
+
 def test_serve_without_jwt_secret_stops_with_one_clear_line(tmp_path: Path) -> None:
     """A missing required variable is named, and the port never opens."""
     env = _env(tmp_path)

@@ -90,6 +90,9 @@ def parse_signed_event(
         event = json.loads(payload)
     except ValueError as exc:
         raise InvalidWebhook("the webhook body is not JSON") from exc
+    except RecursionError as exc:
+        # Signed or not, a body this deep is no Stripe event: a 5xx here would be retried.
+        raise InvalidWebhook("the webhook body is nested too deeply to be a Stripe event") from exc
     return translate_event(event)
 
 

@@ -9,7 +9,8 @@ from collections.abc import Iterable, Iterator
 import attrs
 
 from buytokens.domain.errors import InvalidCatalogue, UnknownPackage, UnsupportedPaymentMethod
-from buytokens.domain.money import Money
+from buytokens.domain.ledger import MAX_TOKENS
+from buytokens.domain.money import MAX_AMOUNT, Money
 
 _PACKAGE_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
@@ -35,9 +36,16 @@ class TokenPackage:
             raise InvalidCatalogue("must be a non-empty string", field=f"{field}.label")
         if type(self.tokens) is not int or self.tokens <= 0:
             raise InvalidCatalogue("must be a positive integer", field=f"{field}.tokens")
+        if self.tokens > MAX_TOKENS:
+            raise InvalidCatalogue(f"must be at most {MAX_TOKENS:,}", field=f"{field}.tokens")
         if self.price.amount <= 0:
             raise InvalidCatalogue(
                 "must be a positive integer of minor units", field=f"{field}.amount"
+            )
+        if self.price.amount > MAX_AMOUNT:
+            raise InvalidCatalogue(
+                f"must be at most {MAX_AMOUNT:,} minor units (Stripe's largest charge)",
+                field=f"{field}.amount",
             )
         if self.original_price is not None:
             if self.original_price.currency != self.price.currency:
@@ -47,6 +55,10 @@ class TokenPackage:
             if self.original_price.amount < self.price.amount:
                 raise InvalidCatalogue(
                     "must not be below the price", field=f"{field}.original_amount"
+                )
+            if self.original_price.amount > MAX_AMOUNT:
+                raise InvalidCatalogue(
+                    f"must be at most {MAX_AMOUNT:,} minor units", field=f"{field}.original_amount"
                 )
 
     @property

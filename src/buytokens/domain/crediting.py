@@ -26,7 +26,7 @@ from buytokens.domain.events import (
     PaymentEvent,
     PaymentSucceeded,
 )
-from buytokens.domain.ledger import EntryKind, LedgerChange
+from buytokens.domain.ledger import EntryKind, LedgerChange, check_reason
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import DisputeRecord, Purchase
 
@@ -165,8 +165,7 @@ def approve_review(current: Purchase | None, reason: str, now: datetime) -> Deci
             "use `buytokens grant` instead",
             code="not_approvable",
         )
-    if not reason.strip():
-        raise UserError("a reason is required for the audit trail")
+    reason = check_reason(reason)
     approved = attrs.evolve(
         current, review_reason=None, tokens_credited=current.tokens, updated_at=now
     )

@@ -32,6 +32,12 @@ class InvalidMoney(UserError):
     code = "invalid_money"
 
 
+class InvalidAdjustment(UserError):
+    """An operator's balance adjustment is out of bounds or badly described."""
+
+    code = "invalid_adjustment"
+
+
 class UnknownPackage(UserError):
     """No package in the catalogue has the requested id."""
 

@@ -7,7 +7,28 @@ from datetime import datetime
 
 import attrs
 
+from buytokens.domain.errors import InvalidAdjustment
 from buytokens.domain.users import canonical_user_id
+
+MAX_TOKENS = 10**12
+"""The most tokens one change may move (a trillion, 100 000 times the largest default package).
+
+LibreChat keeps ``tokenCredits`` as a JavaScript number, exact up to ``MAX_BALANCE``; thousands
+of changes this size still fit, and SQLite's and BSON's 64-bit integers are 9 000 times larger.
+"""
+
+MAX_BALANCE = 2**53 - 1
+"""The largest balance an operator may grant up to: the largest integer a JavaScript number
+(LibreChat's ``tokenCredits``) holds exactly."""
+
+MAX_USER_ID_LENGTH = 255
+"""User ids longer than this are refused (LibreChat's are 24 hexadecimal digits)."""
+
+MAX_REASON_LENGTH = 500
+"""An operator's reason on the ledger: a sentence, not a document."""
+
+MAX_KEY_LENGTH = 255
+"""An operator's idempotency key for a grant, as long as an HTTP Idempotency-Key may be."""
 
 
 class EntryKind(enum.StrEnum):
@@ -42,6 +63,69 @@ class LedgerChange:
     tokens: int = attrs.field(validator=_whole)
     payment_intent_id: str | None = None
     reason: str = ""
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _number(value: int) -> str:
+    digits = len(str(abs(value)))
+    return f"{value:,}" if digits <= 30 else f"a {digits:,}-digit number"
+
+
+def check_user_id(user_id: str) -> str:
+    """``user_id`` without surrounding blanks; raises InvalidAdjustment for an unusable one."""
+    user_id = user_id.strip()
+    if not user_id:
+        raise InvalidAdjustment("user id must not be empty")
+    if len(user_id) > MAX_USER_ID_LENGTH or not user_id.isprintable():
+        raise InvalidAdjustment(
+            f"user id must be at most {MAX_USER_ID_LENGTH} printable characters, "
+            f"got {len(user_id):,} starting {_shown(user_id)}"
+        )
+    return user_id
+
+
+def check_reason(reason: str) -> str:
+    """An operator's reason for the audit trail, trimmed; raises InvalidAdjustment."""
+    reason = reason.strip()
+    if not reason:
+        raise InvalidAdjustment("a reason is required for the audit trail")
+    if len(reason) > MAX_REASON_LENGTH or not reason.isprintable():
+        raise InvalidAdjustment(
+            f"the reason must be one line of at most {MAX_REASON_LENGTH} printable characters, "
+            f"got {len(reason):,}"
+        )
+    return reason
+
+
+def admin_adjustment(
+    user_id: str, tokens: int, reason: str, balance: int, *, key: str
+) -> LedgerChange:
+    """An operator's change of ``tokens`` (negative deducts) to a balance now at ``balance``,
+    applied at most once under ``key``.
+
+    Raises InvalidAdjustment for a zero or absurd amount, one that would take the balance
+    past ``MAX_BALANCE``, an unusable user id or reason, or an over-long key.
+    """
+    user_id, reason = check_user_id(user_id), check_reason(reason)
+    if type(tokens) is not int or tokens == 0:
+        raise InvalidAdjustment("tokens must be a non-zero whole number")
+    if abs(tokens) > MAX_TOKENS:
+        raise InvalidAdjustment(
+            f"tokens must be between -{MAX_TOKENS:,} and {MAX_TOKENS:,}, got {_number(tokens)}"
+        )
+    if balance + tokens > MAX_BALANCE:
+        raise InvalidAdjustment(
+            f"{user_id} has {balance:,} tokens; adding {tokens:,} would pass the largest "
+            f"balance, {MAX_BALANCE:,}"
+        )
+    if not 0 < len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+        raise InvalidAdjustment(f"the key must be 1-{MAX_KEY_LENGTH} printable characters")
+    return LedgerChange(
+        key=f"admin:{key}", user_id=user_id, kind=EntryKind.ADMIN, tokens=tokens, reason=reason
+    )
 
 
 @attrs.frozen

@@ -16,6 +16,10 @@ _THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
 _SYMBOLS = {"cny": "¥", "usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "hkd": "HK$"}
 _CODE = re.compile(r"^[a-z]{3}$")
 
+MAX_AMOUNT = 999_999_999_999
+"""The largest charge in minor units: twelve digits, Stripe's limit for IDR (most currencies
+stop at eight). A catalogue price above it could never be paid."""
+
 
 def _check_currency(_instance: object, _attribute: object, value: str) -> None:
     if not isinstance(value, str) or not _CODE.match(value):
@@ -28,7 +32,11 @@ def _check_amount(_instance: object, _attribute: object, value: int) -> None:
 
 
 def currency_exponent(currency: str) -> int:
-    """How many decimal places the currency's minor unit has (2 for CNY and USD)."""
+    """How many decimal places the currency's minor unit has in Stripe's API (2 for CNY and USD).
+
+    This is Stripe's count, which differs from ISO 4217 and from browsers' currency
+    data for some currencies (ISK, HUF, IDR...): amounts are only ever read with it.
+    """
     if currency in _ZERO_DECIMAL:
         return 0
     if currency in _THREE_DECIMAL:
@@ -64,13 +72,18 @@ class Money:
         self._require_same_currency(other)
         return self.amount <= other.amount
 
+    @property
+    def exponent(self) -> int:
+        """How many decimal places this currency's minor unit has, as Stripe counts them."""
+        return currency_exponent(self.currency)
+
     def _require_same_currency(self, other: Money) -> None:
         if other.currency != self.currency:
             raise InvalidMoney(f"cannot combine {self.currency} with {other.currency}")
 
     def format(self) -> str:
         """Human form with the currency's symbol and digit grouping, e.g. ``¥1,000.00``."""
-        exponent = currency_exponent(self.currency)
+        exponent = self.exponent
         sign = "-" if self.amount < 0 else ""
         whole, fraction = divmod(abs(self.amount), 10**exponent)
         text = f"{whole:,}"

@@ -11,7 +11,7 @@ from typing import NoReturn
 
 from buytokens.domain.catalogue import Catalogue
 from buytokens.domain.errors import BuyTokensError
-from buytokens.domain.ledger import LedgerEntry
+from buytokens.domain.ledger import LedgerEntry, check_user_id
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import Purchase
 from buytokens.entrypoints.container import Container, create_container
@@ -23,6 +23,11 @@ from buytokens.services.reconciliation import (
     reconcile,
 )
 
+MAX_ROWS = 10_000
+"""The most rows ``--limit`` may ask for."""
+MAX_PAYMENT_INTENT_ID = 255
+_MAX_DIGITS = 30
+
 
 class UsageError(Exception):
     """The command line itself is wrong."""
@@ -33,26 +38,56 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+def _shown(value: str, limit: int = 40) -> str:
+    """``value`` quoted for an error line, cut short when it is absurdly long."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
 def _user_id(value: str) -> str:
-    value = value.strip()
-    if not value:
-        raise argparse.ArgumentTypeError("user id must not be empty")
-    return value
+    try:
+        return check_user_id(value)
+    except BuyTokensError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _whole_number(value: str, name: str) -> int:
+    text = value.strip().replace("_", "").replace(",", "")
+    digits = text.removeprefix("-").removeprefix("+")
+    if not digits.isdecimal():
+        raise argparse.ArgumentTypeError(f"{name} must be a whole number, got {_shown(value)}")
+    # Far more digits than any bound: refuse before int() spends time on them.
+    if len(digits) > _MAX_DIGITS:
+        raise argparse.ArgumentTypeError(f"{name} is out of range: {len(digits):,} digits")
+    return int(text)
 
 
 def _tokens(value: str) -> int:
-    try:
-        tokens = int(value.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"TOKENS must be a whole number, got {value!r}") from None
+    tokens = _whole_number(value, "TOKENS")
     if tokens == 0:
         raise argparse.ArgumentTypeError("TOKENS must not be zero")
     return tokens
 
 
+def _limit(value: str) -> int:
+    limit = _whole_number(value, "--limit")
+    if not 0 < limit <= MAX_ROWS:
+        raise argparse.ArgumentTypeError(f"--limit must be 1-{MAX_ROWS:,}, got {_shown(value)}")
+    return limit
+
+
+def _payment_intent_id(value: str) -> str:
+    value = value.strip()
+    if not 0 < len(value) <= MAX_PAYMENT_INTENT_ID or not value.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"PAYMENT_INTENT must be 1-{MAX_PAYMENT_INTENT_ID} printable characters, "
+            f"got {_shown(value)}"
+        )
+    return value
+
+
 def _port(value: str) -> int:
-    if not value.isdigit() or not 0 < int(value) < 65536:
-        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {value!r}")
+    if not value.isdecimal() or len(value) > 5 or not 0 < int(value) < 65536:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {_shown(value)}")
     return int(value)
 
 
@@ -64,13 +99,13 @@ def _window(value: str) -> timedelta:
     match = _WINDOW.match(value.strip())
     if match is None:
         raise argparse.ArgumentTypeError(
-            f"--since takes a duration such as 90m, 12h or 3d, got {value!r}"
+            f"--since takes a duration such as 90m, 12h or 3d, got {_shown(value)}"
         )
     window = timedelta(**{_WINDOW_UNITS[match[2]]: int(match[1])})
     if not timedelta(0) < window <= EVENT_RETENTION:
         raise argparse.ArgumentTypeError(
             f"--since must be more than 0 and at most {EVENT_RETENTION.days}d "
-            f"(Stripe keeps events for {EVENT_RETENTION.days} days), got {value!r}"
+            f"(Stripe keeps events for {EVENT_RETENTION.days} days), got {_shown(value)}"
         )
     return window
 
@@ -88,18 +123,18 @@ def _parser() -> _Parser:
     balance.add_argument("user_id", metavar="USER_ID", type=_user_id)
     history = commands.add_parser("history", help="print a user's purchases and ledger entries")
     history.add_argument("user_id", metavar="USER_ID", type=_user_id)
-    history.add_argument("--limit", type=int, default=50, help="rows of each kind (default 50)")
+    history.add_argument("--limit", type=_limit, default=50, help="rows of each kind (default 50)")
     grant = commands.add_parser("grant", help="adjust a user's balance (negative deducts)")
     grant.add_argument("user_id", metavar="USER_ID", type=_user_id)
     grant.add_argument("tokens", metavar="TOKENS", type=_tokens)
     grant.add_argument("--reason", required=True, help="why, for the audit trail")
     grant.add_argument("--key", help="idempotency key: repeating the command with it grants once")
     review = commands.add_parser("review", help="list purchases flagged for review")
-    review.add_argument("--limit", type=int, default=100, help="rows at most (default 100)")
+    review.add_argument("--limit", type=_limit, default=100, help="rows at most (default 100)")
     approve = commands.add_parser(
         "approve", help="credit a purchase flagged for review after checking it by hand"
     )
-    approve.add_argument("payment_intent_id", metavar="PAYMENT_INTENT")
+    approve.add_argument("payment_intent_id", metavar="PAYMENT_INTENT", type=_payment_intent_id)
     approve.add_argument("--reason", required=True, help="why, for the audit trail")
     reconcile_ = commands.add_parser(
         "reconcile", help="apply the Stripe events of a recent window that webhooks missed"
@@ -130,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args, create_container())
     except BuyTokensError as exc:
         print(f"buytokens: error: {exc}", file=sys.stderr)
+        return 1
+    except OverflowError as exc:
+        # A number past what a store can hold, from input no bound above caught yet.
+        print(f"buytokens: error: a number is out of range: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -37,6 +37,7 @@ class Backend:
     keys: CheckoutKeys
     journal: EventJournal
     rate_limit_storage: str  # a `limits` storage URI shared by every replica
+    durable: bool = True  # False: everything stored is lost when the process ends
 
 
 def build_catalogue(settings: Settings) -> Catalogue:
@@ -59,8 +60,14 @@ def build_backend(settings: Settings, clock: Clock) -> Backend:
         database = connect_mongo(uri)
         store = MongoBalanceRepository(database, clock)
         store.recover()
-        shared = uri if uri.startswith(("mongodb://", "mongodb+srv://")) else "memory://"
-        return Backend(store, MongoCheckoutKeys(database), MongoEventJournal(database), shared)
+        real = uri.startswith(("mongodb://", "mongodb+srv://"))
+        return Backend(
+            store,
+            MongoCheckoutKeys(database),
+            MongoEventJournal(database),
+            uri if real else "memory://",
+            durable=real,
+        )
     sqlite = SqliteDatabase(settings.sqlite_path)
     return Backend(
         SqliteBalanceRepository(sqlite, clock),

@@ -10,6 +10,8 @@ import uvicorn
 from buytokens.entrypoints.container import Container
 from buytokens.entrypoints.web.app import create_app
 
+log = logging.getLogger("buytokens.serve")
+
 
 def configure_logging() -> None:
     """One line per record on stderr; the request log lines are JSON already."""
@@ -27,10 +29,17 @@ def serve(container: Container, host: str, port: int) -> None:
     settings = container.settings()
     settings.require("JWT_SECRET")
     container.catalogue()
-    container.backend()
+    backend = container.backend()
     container.gateway()
     container.rate_limiter()
     configure_logging()
+    if not backend.durable:
+        # Stripe is answered 200 for credits this store cannot keep: say so, once, loudly.
+        log.warning(
+            "WARNING: MONGODB_URI is mongomock://, an in-memory store: every credit, purchase "
+            "and ledger entry is lost when this process stops; use mongodb:// or unset "
+            "MONGODB_URI for the SQLite file"
+        )
     app = create_app(container)
     # uvicorn finishes in-flight requests on SIGTERM before exiting.
     uvicorn.run(

@@ -14,10 +14,9 @@ from buytokens.domain.errors import (
     ConcurrentUpdate,
     OutcomeUnknown,
     StoreUnavailable,
-    UserError,
 )
 from buytokens.domain.events import PaymentEvent
-from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry
+from buytokens.domain.ledger import LedgerEntry, admin_adjustment, check_user_id
 from buytokens.domain.purchases import Purchase
 from buytokens.ports.balances import BalanceRepository
 from buytokens.ports.clock import Clock, IdSource
@@ -128,20 +127,12 @@ def grant_tokens(
     ``retry_key`` (the caller's ``key``, or the one made up for this call)
     finishes the grant exactly once when passed as ``key``.
     """
-    if not user_id.strip():
-        raise UserError("user id must not be empty")
-    if tokens == 0:
-        raise UserError("tokens must not be zero")
-    if not reason.strip():
-        raise UserError("a reason is required for the audit trail")
+    # The balance ceiling is checked on a read before the write: two grants racing
+    # past it overshoot by at most MAX_TOKENS, far inside a 64-bit integer.
+    user_id = check_user_id(user_id)
+    balance = store.balance(user_id)
     key = key or ids.new_id()
-    change = LedgerChange(
-        key=f"admin:{key}",
-        user_id=user_id,
-        kind=EntryKind.ADMIN,
-        tokens=tokens,
-        reason=reason.strip(),
-    )
+    change = admin_adjustment(user_id, tokens, reason, balance, key=key)
     try:
         return store.record_adjustment(change)
     except ChangeNotApplied as exc:

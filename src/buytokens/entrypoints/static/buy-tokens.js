@@ -121,15 +121,16 @@ const MESSAGES = {
 // ---------------------------------------------------------------------------------
 // Formatting
 
-/** Number of minor-unit digits of an ISO currency (2 for cny and usd, 0 for jpy). */
-export function currencyExponent(currency) {
-  return new Intl.NumberFormat('en', { style: 'currency', currency: currency.toUpperCase() })
-    .resolvedOptions().maximumFractionDigits;
-}
-
-/** Format integer minor units without going through a binary float: 3500 cny -> "¥35.00". */
-export function formatMoney(amount, currency, locale) {
-  const exponent = currencyExponent(currency);
+/**
+ * Format integer minor units without going through a binary float: 3500 cny, exponent 2 ->
+ * "¥35.00". The exponent is the server's (Stripe's minor units), never the browser's currency
+ * data: the two disagree for HUF, ISK, IDR and others, and guessing shows 100x the price.
+ */
+export function formatMoney(amount, currency, exponent, locale) {
+  if (!Number.isInteger(amount)) return '';
+  if (!Number.isInteger(exponent) || exponent < 0 || exponent > 20) {
+    throw new RangeError('the server sent no usable exponent for ' + currency);
+  }
   const negative = amount < 0;
   const digits = String(Math.abs(amount)).padStart(exponent + 1, '0');
   const whole = digits.slice(0, digits.length - exponent);
@@ -168,6 +169,7 @@ const state = {
   lang: 'zh-CN',
   token: null,
   currency: 'cny',
+  exponent: null, // the currency's minor-unit digits, as the server (Stripe) counts them
   packages: [],
   methods: ['card'],
   packageId: null,
@@ -328,6 +330,11 @@ function el(tag, className, text) {
   return node;
 }
 
+/** An amount in the catalogue's currency, read with the exponent the server sent. */
+function catalogueMoney(amount) {
+  return formatMoney(amount, state.currency, state.exponent, state.lang);
+}
+
 function renderPackages() {
   const list = $('bt-packages');
   list.replaceChildren();
@@ -349,12 +356,10 @@ function renderPackages() {
     }
 
     const price = el('span', 'bt-price');
-    price.append(el('span', 'bt-price-now', formatMoney(pkg.amount, state.currency, state.lang)));
+    price.append(el('span', 'bt-price-now', catalogueMoney(pkg.amount)));
     if (pkg.originalAmount && pkg.originalAmount > pkg.amount) {
-      const was = el('s', 'bt-price-was', formatMoney(pkg.originalAmount, state.currency, state.lang));
-      was.setAttribute('aria-label', t('originalPrice', {
-        amount: formatMoney(pkg.originalAmount, state.currency, state.lang),
-      }));
+      const was = el('s', 'bt-price-was', catalogueMoney(pkg.originalAmount));
+      was.setAttribute('aria-label', t('originalPrice', { amount: catalogueMoney(pkg.originalAmount) }));
       price.append(was);
     }
 
@@ -395,7 +400,7 @@ function selectedPackage() {
 function renderPayButton() {
   const pkg = selectedPackage();
   $('bt-pay-label').textContent = pkg
-    ? t('payAmount', { amount: formatMoney(pkg.amount, state.currency, state.lang) })
+    ? t('payAmount', { amount: catalogueMoney(pkg.amount) })
     : t('pay');
   $('bt-pay').disabled = state.paying || !pkg || !state.stripe;
   $('bt-pay').setAttribute('aria-busy', String(state.paying));
@@ -419,7 +424,7 @@ function renderHistory() {
         ? date.toLocaleString(state.lang, { dateStyle: 'medium', timeStyle: 'short' })
         : ''),
       el('td', '', packageName + ' · ' + formatCompactTokens(purchase.tokens)),
-      el('td', 'bt-num', formatMoney(purchase.amount, purchase.currency, state.lang)),
+      el('td', 'bt-num', formatMoney(purchase.amount, purchase.currency, purchase.exponent, state.lang)),
       statusCell,
     );
     body.append(row);
@@ -663,6 +668,7 @@ async function resumeRedirectedPayment() {
 async function loadPackages() {
   const answer = await api('GET', '/stripe/packages', { auth: false });
   state.currency = answer.currency || 'cny';
+  state.exponent = answer.exponent;
   state.packages = answer.packages || [];
   const popular = state.packages.find((pkg) => pkg.popular);
   state.packageId ??= (popular || state.packages[0] || {}).id ?? null;

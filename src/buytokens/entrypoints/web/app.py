@@ -51,6 +51,17 @@ _STATUS: tuple[tuple[type[BuyTokensError], int], ...] = (
 )
 
 
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: routes.PayloadTooLarge.code,
+}
+
+REQUEST_MAX_BYTES = 16_384
+"""The largest body any route but the webhook takes: a checkout request is under 1 kB."""
+
+
 def status_for(error: BuyTokensError) -> int:
     """The HTTP status an error of this kind answers with."""
     for kind, status in _STATUS:
@@ -106,7 +117,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        if isinstance(exc.__cause__, RecursionError):
+            # FastAPI's JSON parsing gave up on the nesting; say so rather than "error".
+            return error_response(400, "invalid_json", "the JSON body is nested too deeply")
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)
@@ -116,7 +130,49 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _install_request_log(app: FastAPI) -> None:
-    app.add_middleware(RequestLog)
+    app.add_middleware(BodyLimit)
+    app.add_middleware(RequestLog)  # added last, so outermost: it logs what BodyLimit refuses
+
+
+class BodyLimit:
+    """Refuses request bodies larger than their route takes, before anything parses them.
+
+    A declared ``Content-Length`` over the limit is answered 413 at once; a chunked
+    body is counted as it is read, and reading past the limit ends in the same 413.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = (
+            routes.WEBHOOK_MAX_BYTES
+            if scope["path"] == routes.WEBHOOK_PATH
+            else (REQUEST_MAX_BYTES)
+        )
+        message = f"request bodies are limited to {limit:,} bytes"
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and (not declared.isdigit() or len(declared) > 18):
+            await error_response(400, "bad_request", "invalid Content-Length")(scope, receive, send)
+            return
+        if declared is not None and int(declared) > limit:
+            await error_response(413, routes.PayloadTooLarge.code, message)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            event = await receive()
+            if event["type"] == "http.request":
+                received += len(event.get("body", b""))
+                if received > limit:
+                    raise StarletteHTTPException(413, message)
+            return event
+
+        await self.app(scope, counted, send)
 
 
 class RequestLog:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from buytokens.domain.errors import BuyTokensError
+from buytokens.domain.money import currency_exponent
 from buytokens.entrypoints.container import Container
 from buytokens.entrypoints.web.auth import AuthenticatedUser, Authenticator
 from buytokens.entrypoints.web.ratelimit import CheckoutRateLimiter
@@ -40,6 +41,7 @@ from buytokens.services.checkout import (
 )
 
 WEBHOOK_MAX_BYTES = 1_000_000
+WEBHOOK_PATH = "/api/custom/stripe/webhook"
 
 router = APIRouter()
 
@@ -96,6 +98,7 @@ def packages(shop: ShopDep) -> PackagesResponse:
     catalogue = shop.catalogue
     return PackagesResponse(
         currency=catalogue.currency,
+        exponent=currency_exponent(catalogue.currency),
         packages=[
             PackageOut(
                 id=p.id,
@@ -160,6 +163,7 @@ async def create_intent(
         clientSecret=created.snapshot.client_secret,
         amount=created.amount.amount,
         currency=created.amount.currency,
+        exponent=created.amount.exponent,
         paymentIntentId=created.snapshot.id,
         status=created.snapshot.status,
     )
@@ -208,6 +212,7 @@ def purchases(user: User, shop: ShopDep) -> PurchasesResponse:
                 tokens=p.tokens,
                 amount=None if p.price is None else p.price.amount,
                 currency=None if p.price is None else p.price.currency,
+                exponent=None if p.price is None else p.price.exponent,
                 status=p.status.value,
                 createdAt=p.created_at.isoformat(),
             )
@@ -217,7 +222,7 @@ def purchases(user: User, shop: ShopDep) -> PurchasesResponse:
 
 
 @router.post(
-    "/api/custom/stripe/webhook",
+    WEBHOOK_PATH,
     response_model=WebhookResponse,
     responses=_errors(400, 413, 500, 503),
     tags=["stripe"],

@@ -42,6 +42,11 @@ class PackagesResponse(BaseModel):
 
     success: Literal[True] = True
     currency: str
+    exponent: int = Field(
+        description="decimal places of the currency's minor unit as Stripe counts them "
+        "(2 for cny and isk, 0 for jpy): amount / 10**exponent is the price",
+        examples=[2],
+    )
     packages: list[PackageOut]
 
 
@@ -59,6 +64,7 @@ class CreateIntentResponse(BaseModel):
     clientSecret: str  # noqa: N815
     amount: int
     currency: str
+    exponent: int  # decimal places of the currency's minor unit, as Stripe counts them
     paymentIntentId: str  # noqa: N815
     status: str
 
@@ -93,6 +99,7 @@ class PurchaseOut(BaseModel):
     tokens: int
     amount: int | None
     currency: str | None
+    exponent: int | None  # decimal places of the currency's minor unit, as Stripe counts them
     status: str
     createdAt: str  # noqa: N815
 
