@@ -116,7 +116,9 @@ class StripePaymentGateway:
         http_client: stripe.HTTPClient | None = None,
         clock: Clock | None = None,
         signature_tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
+        receipt_emails: bool = True,
     ) -> None:
+        self._receipt_emails = receipt_emails
         self._client = stripe.StripeClient(
             secret_key,
             base_addresses={"api": api_base.rstrip("/")} if api_base is not None else None,
@@ -158,7 +160,7 @@ class StripePaymentGateway:
                 "purchaseId": request.purchase_id,
             },
         }
-        if request.receipt_email:
+        if request.receipt_email and self._receipt_emails:
             params["receipt_email"] = request.receipt_email
         if method is PaymentMethod.WECHAT_PAY:
             # Without a client, Stripe cannot tell the page which QR flow to show.

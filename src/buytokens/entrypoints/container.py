@@ -67,8 +67,13 @@ def build_backend(settings: Settings, clock: Clock) -> Backend:
     )
 
 
-def build_gateway(settings: Settings, clock: Clock) -> PaymentGateway:
-    """Stripe when a secret key is configured; otherwise webhooks verify and payments refuse."""
+def build_gateway(
+    settings: Settings, clock: Clock, *, receipt_emails: bool = True
+) -> PaymentGateway:
+    """Stripe when a secret key is configured; otherwise webhooks verify and payments refuse.
+
+    ``receipt_emails`` off leaves out the payer's address (localstripe refuses it).
+    """
     if settings.stripe_secret_key is None:
         return UnconfiguredPaymentGateway(settings.stripe_webhook_secret)
     return StripePaymentGateway(
@@ -77,6 +82,7 @@ def build_gateway(settings: Settings, clock: Clock) -> PaymentGateway:
         api_base=settings.stripe_api_base,
         api_version=settings.stripe_api_version,
         clock=clock,
+        receipt_emails=receipt_emails,
     )
 
 

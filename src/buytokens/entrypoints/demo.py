@@ -29,12 +29,13 @@ import attrs
 import jwt
 import stripe
 import uvicorn
+from dependency_injector import providers
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from buytokens.domain.errors import OperatorError
-from buytokens.entrypoints.container import Container, create_container
+from buytokens.entrypoints.container import Container, build_gateway, create_container
 from buytokens.entrypoints.localstripe_process import LocalStripe
 from buytokens.entrypoints.settings import Settings
 from buytokens.entrypoints.web.app import create_app
@@ -132,6 +133,11 @@ def _stripe_error(status: int, kind: str, message: str) -> JSONResponse:
 def build_demo_app(settings: Settings, localstripe: LocalStripe) -> tuple[Container, FastAPI]:
     """The production app on these settings, plus the localstripe bridge for the page."""
     container = create_container(settings)
+    # LibreChat's access tokens carry the user's email, which would go to Stripe as
+    # receipt_email; localstripe refuses that parameter.
+    container.gateway.override(
+        providers.Singleton(build_gateway, settings, container.clock, receipt_emails=False)
+    )
     app = create_app(container)
     app.include_router(localstripe_confirm_router(localstripe))
     add_page_scripts(app, LOCALSTRIPE_BRIDGE_URL)
