@@ -148,7 +148,7 @@ class LibreChatStandIn:
         secret = self.jwt_secret
         if self.refused_tokens:
             self.refused_tokens -= 1
-            secret = "a-key-buytokens-does-not-know"
+            secret = "a-signing-key-that-buytokens-does-not-know"
         return jwt.encode(claims, secret, algorithm="HS256")
 
     def _rotate(self, session_id: str) -> str:
