@@ -175,7 +175,9 @@ def running_demo(port: int = 0, *, host: str = LOOPBACK) -> Iterator[Demo]:
         container, app = build_demo_app(settings, localstripe)
 
         server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+            uvicorn.Config(
+                app, log_level="warning", access_log=False, lifespan="off", proxy_headers=False
+            )
         )
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [listener]}, name="buytokens-demo", daemon=True

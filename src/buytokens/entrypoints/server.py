@@ -41,7 +41,15 @@ def serve(container: Container, host: str, port: int) -> None:
             "MONGODB_URI for the SQLite file"
         )
     app = create_app(container)
-    # uvicorn finishes in-flight requests on SIGTERM before exiting.
+    # uvicorn finishes in-flight requests on SIGTERM before exiting. Its own proxy
+    # headers handling (on for 127.0.0.1 by default) is off: the app trusts exactly
+    # the peers of BUYTOKENS_TRUSTED_PROXIES, and no others.
     uvicorn.run(
-        app, host=host, port=port, access_log=False, log_config=None, timeout_graceful_shutdown=20
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=20,
+        proxy_headers=False,
     )

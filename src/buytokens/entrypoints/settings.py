@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -33,6 +34,8 @@ class Settings:
     rate_limit_per_user: str = DEFAULT_PER_USER
     rate_limit_per_ip: str = DEFAULT_PER_IP
     recovery_interval: float = RECOVERY_INTERVAL
+    trusted_proxies: tuple[str, ...] = ()
+    """Peers whose ``X-Forwarded-For`` names the client (IPs or CIDR networks); none by default."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -56,6 +59,7 @@ class Settings:
             recovery_interval=_seconds(
                 "BUYTOKENS_RECOVERY_INTERVAL", env.get("BUYTOKENS_RECOVERY_INTERVAL")
             ),
+            trusted_proxies=parse_trusted_proxies(env.get("BUYTOKENS_TRUSTED_PROXIES", "")),
         )
 
     def require(self, *names: str) -> None:
@@ -71,6 +75,19 @@ class Settings:
             name: ("set" if getattr(self, field) else "unset") for name, field in _FIELDS.items()
         }
         return f"Settings({shown})"
+
+
+def parse_trusted_proxies(value: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or networks, each checked: ``"10.0.0.2, 172.16.0.0/12"``."""
+    entries = tuple(item.strip() for item in value.split(",") if item.strip())
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigurationError(
+                f"BUYTOKENS_TRUSTED_PROXIES: {entry!r} is not an IP address or network"
+            ) from None
+    return entries
 
 
 _FIELDS = {

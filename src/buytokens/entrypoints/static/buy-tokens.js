@@ -3,6 +3,9 @@
 // Card details go from the Stripe card element straight to Stripe; this page only ever
 // sends our API a package id and a payment method name. All text from the server is
 // placed with textContent, never parsed as HTML.
+//
+// Served on LibreChat's origin, the page signs in with LibreChat's own session: its
+// httpOnly refreshToken cookie buys an access token from POST /api/auth/refresh.
 
 const API = '/api/custom';
 const TOKEN_KEY = 'buytokens.token';
@@ -10,6 +13,14 @@ const LANG_KEY = 'buytokens.lang';
 const PENDING_KEY = 'buytokens.pendingIntent';
 const POLL_INTERVAL_MS = 1000;
 const POLL_ATTEMPTS = 30;
+// LibreChat's session, on the origin that serves this page.
+const REFRESH_URL = '/api/auth/refresh';
+const LOGIN_PATH = '/login';
+const REFRESH_PAUSE_MS = 5000; // after a refresh that could not reach the server
+const EARLY_REFRESH_MAX_MS = 60_000;
+// What LibreChat keeps on its origin: the theme and the interface language.
+const HOST_THEME_KEY = 'color-theme';
+const HOST_LANG_KEY = 'lang';
 
 const MESSAGES = {
   'zh-CN': {
@@ -46,7 +57,9 @@ const MESSAGES = {
     declinedGeneric: '付款未成功，请换一张卡或稍后重试。',
     networkError: '网络连接失败，请检查网络后重试。',
     serverError: '服务暂时不可用（{message}），请稍后重试。',
-    signInAgain: '登录已过期或缺失，请从聊天页面重新打开本页面。',
+    signInAgain: '登录已过期或缺失。',
+    signIn: '登录',
+    backToChat: '返回聊天',
     noStripe: '支付组件未能加载，请刷新页面重试。',
     wechatScan: '请用微信扫描二维码完成付款。',
     historyTitle: '购买记录',
@@ -98,7 +111,9 @@ const MESSAGES = {
     declinedGeneric: 'Payment failed. Try another card or try again later.',
     networkError: 'Could not reach the server. Check your connection and try again.',
     serverError: 'The service is unavailable ({message}). Please try again later.',
-    signInAgain: 'Your sign-in is missing or expired. Reopen this page from the chat app.',
+    signInAgain: 'Your sign-in is missing or expired.',
+    signIn: 'Sign in',
+    backToChat: 'Back to chat',
     noStripe: 'The payment form could not load. Reload the page and try again.',
     wechatScan: 'Scan the QR code with WeChat to pay.',
     historyTitle: 'Purchase history',
@@ -168,6 +183,8 @@ export function formatGrouped(tokens) {
 const state = {
   lang: 'zh-CN',
   token: null,
+  tokenExpiresAt: 0, // this computer's clock, ms; 0 when the token says nothing
+  tokenEarlyMs: EARLY_REFRESH_MAX_MS,
   currency: 'cny',
   exponent: null, // the currency's minor-unit digits, as the server (Stripe) counts them
   packages: [],
@@ -191,9 +208,37 @@ function t(key, values = {}) {
   return template.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ''));
 }
 
+/** A value LibreChat stored: js-cookie writes it raw, its settings store as JSON. */
+function hostSetting(raw) {
+  if (!raw) return null;
+  try {
+    const value = JSON.parse(raw);
+    return typeof value === 'string' ? value : null;
+  } catch {
+    return raw;
+  }
+}
+
+function hostCookie(name) {
+  for (const part of document.cookie.split(';')) {
+    const [key, ...value] = part.trim().split('=');
+    if (key === name) {
+      try {
+        return decodeURIComponent(value.join('='));
+      } catch {
+        return null;
+      }
+    }
+  }
+  return null;
+}
+
 function pickLanguage() {
   const saved = localStorage.getItem(LANG_KEY);
   if (saved && MESSAGES[saved]) return saved;
+  // LibreChat's choice on this origin: the lang cookie, then its stored setting.
+  const host = hostCookie(HOST_LANG_KEY) || hostSetting(localStorage.getItem(HOST_LANG_KEY));
+  if (host && host !== 'auto') return host.toLowerCase().startsWith('zh') ? 'zh-CN' : 'en';
   const preferred = navigator.languages?.length ? navigator.languages : [navigator.language];
   for (const tag of preferred) {
     if (!tag) continue;
@@ -212,8 +257,113 @@ function readConfig() {
   }
 }
 
+/** LibreChat's light or dark theme on this origin; "system" leaves it to the OS. */
+function applyHostTheme() {
+  const theme = hostSetting(localStorage.getItem(HOST_THEME_KEY)) || 'system';
+  const root = document.documentElement;
+  if (theme.endsWith('dark')) root.dataset.theme = 'dark';
+  else if (theme.endsWith('light')) root.dataset.theme = 'light';
+  else delete root.dataset.theme;
+}
+
 // ---------------------------------------------------------------------------------
-// Access token hand-over: URL fragment, then sessionStorage, then the host app.
+// Access token: LibreChat's session cookie on this origin; for other hosts the URL
+// fragment, sessionStorage, or a postMessage from the host app.
+
+const session = {
+  state: 'unknown', // 'active' once a refresh answered with a token; 'none' stops asking
+  inFlight: null, // the one refresh under way, shared by every caller
+  pausedUntil: 0,
+};
+
+function decodeClaims(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const bytes = Uint8Array.from(atob(part), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return claims && typeof claims === 'object' ? claims : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Use this access token; ``issuedAt`` is when a server just issued it (this clock, ms). */
+function setToken(token, issuedAt = null) {
+  state.token = token;
+  const { exp, iat } = decodeClaims(token);
+  const lifetime = typeof exp === 'number' && typeof iat === 'number' && exp > iat
+    ? (exp - iat) * 1000 : null;
+  // A token fresh from the server lasts its lifetime from now, whatever this computer's
+  // clock says; a handed-over one lasts until its exp.
+  if (issuedAt !== null && lifetime !== null) state.tokenExpiresAt = issuedAt + lifetime;
+  else state.tokenExpiresAt = typeof exp === 'number' ? exp * 1000 : 0;
+  state.tokenEarlyMs = Math.min(EARLY_REFRESH_MAX_MS, (lifetime ?? 5 * EARLY_REFRESH_MAX_MS) / 5);
+}
+
+function tokenIsFresh() {
+  return Boolean(state.token)
+    && (!state.tokenExpiresAt || Date.now() < state.tokenExpiresAt - state.tokenEarlyMs);
+}
+
+/**
+ * A new access token from LibreChat's session, or null without one. At most one request
+ * is in flight; once LibreChat says there is no session the page stops asking.
+ */
+function renewToken() {
+  if (session.state === 'none') return Promise.resolve(null);
+  if (session.inFlight) return session.inFlight;
+  if (Date.now() < session.pausedUntil) return Promise.resolve(null);
+  session.inFlight = requestSessionToken().finally(() => {
+    session.inFlight = null;
+  });
+  return session.inFlight;
+}
+
+async function requestSessionToken() {
+  const sentAt = Date.now();
+  let response;
+  try {
+    response = await fetch(REFRESH_URL, {
+      method: 'POST',
+      credentials: 'include',
+      headers: { Accept: 'application/json' },
+    });
+  } catch {
+    session.pausedUntil = Date.now() + REFRESH_PAUSE_MS;
+    return null;
+  }
+  if (response.status >= 500) {
+    // The chat app's server is down or restarting: the session may well still be there.
+    session.pausedUntil = Date.now() + REFRESH_PAUSE_MS;
+    return null;
+  }
+  // 200 {token, user}; without a session 200 "Refresh token not provided" as text,
+  // 401 or 403 for an expired or unknown one; 404 when the host is not LibreChat.
+  const payload = response.ok ? await response.json().catch(() => null) : null;
+  if (payload && typeof payload.token === 'string' && payload.token) {
+    session.state = 'active';
+    setToken(payload.token, sentAt);
+    return payload.token;
+  }
+  session.state = 'none';
+  return null;
+}
+
+/** The token for the next call: renewed first when it has expired or is about to. */
+async function tokenForCall() {
+  if (tokenIsFresh()) return state.token;
+  return (await renewToken()) ?? state.token;
+}
+
+/** After a 401 for ``refused``: a different token, once, or null. */
+async function tokenAfterRefusal(refused) {
+  if (state.token && state.token !== refused) return state.token; // another call renewed it
+  return renewToken();
+}
+
+function loginUrl() {
+  return LOGIN_PATH + '?redirect_to=' + encodeURIComponent(window.location.pathname);
+}
 
 function takeTokenFromFragment() {
   const fragment = new URLSearchParams(window.location.hash.slice(1));
@@ -243,7 +393,7 @@ function listenForHostToken() {
     if (event.origin !== window.location.origin) return;
     const data = event.data;
     if (!data || data.type !== 'buytokens:token' || typeof data.token !== 'string') return;
-    state.token = data.token;
+    setToken(data.token);
     sessionStorage.setItem(TOKEN_KEY, data.token);
     hideNotice();
     refreshAccount();
@@ -264,11 +414,29 @@ class ApiError extends Error {
 class NetworkError extends Error {}
 
 async function api(method, path, { body, headers = {}, auth = true } = {}) {
-  const init = { method, headers: { Accept: 'application/json', ...headers } };
-  if (auth) {
-    if (!state.token) throw new ApiError(401, 'unauthorized', 'missing token');
-    init.headers.Authorization = 'Bearer ' + state.token;
+  if (!auth) return send(method, path, body, headers, null);
+  const token = await tokenForCall();
+  if (!token) throw new ApiError(401, 'unauthorized', 'missing token');
+  try {
+    return await send(method, path, body, headers, token);
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 401) throw error;
+    // Refused (expired early, or a clock that is off): one new token, one more try.
+    const renewed = await tokenAfterRefusal(token);
+    if (!renewed || renewed === token) throw error;
+    try {
+      return await send(method, path, body, headers, renewed);
+    } catch (again) {
+      // A token just renewed and still refused: asking again would only repeat that.
+      if (again instanceof ApiError && again.status === 401) session.state = 'none';
+      throw again;
+    }
   }
+}
+
+async function send(method, path, body, headers, token) {
+  const init = { method, headers: { Accept: 'application/json', ...headers } };
+  if (token) init.headers.Authorization = 'Bearer ' + token;
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -290,13 +458,18 @@ async function api(method, path, { body, headers = {}, auth = true } = {}) {
 
 function handleAuthFailure(error) {
   if (error instanceof ApiError && error.status === 401) {
-    sessionStorage.removeItem(TOKEN_KEY);
-    state.token = null;
-    showNotice(t('signInAgain'));
-    askHostForToken('expired');
+    signedOut('expired');
     return true;
   }
   return false;
+}
+
+function signedOut(reason) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  state.token = null;
+  state.tokenExpiresAt = 0;
+  showSignIn();
+  askHostForToken(reason);
 }
 
 // ---------------------------------------------------------------------------------
@@ -435,6 +608,14 @@ function renderHistory() {
 
 function showNotice(text) {
   $('bt-notice').textContent = text;
+  $('bt-notice').hidden = false;
+}
+
+function showSignIn() {
+  const link = el('a', 'bt-sign-in', t('signIn'));
+  link.id = 'bt-sign-in';
+  link.href = loginUrl();
+  $('bt-notice').replaceChildren(t('signInAgain') + ' ', link);
   $('bt-notice').hidden = false;
 }
 
@@ -726,11 +907,26 @@ function mountStripe(config) {
   state.card.mount('#bt-card-element');
 }
 
+async function signIn() {
+  const handed = takeTokenFromFragment() || sessionStorage.getItem(TOKEN_KEY);
+  if (handed) setToken(handed);
+  else await renewToken();
+  if (state.token) {
+    await refreshAccount();
+    await resumeRedirectedPayment();
+  } else {
+    signedOut('missing');
+  }
+}
+
 function start() {
   const config = readConfig();
+  applyHostTheme();
   state.lang = pickLanguage();
-  state.token = takeTokenFromFragment() || sessionStorage.getItem(TOKEN_KEY);
   listenForHostToken();
+  window.addEventListener('storage', (event) => {
+    if (event.key === HOST_THEME_KEY) applyHostTheme();
+  });
 
   $('bt-open').addEventListener('click', openDialog);
   $('bt-close').addEventListener('click', closeDialog);
@@ -750,12 +946,7 @@ function start() {
   mountStripe(config);
   renderPayButton();
   loadPackages().catch(() => showNotice(t('networkError')));
-  if (state.token) {
-    refreshAccount().then(resumeRedirectedPayment);
-  } else {
-    showNotice(t('signInAgain'));
-    askHostForToken('missing');
-  }
+  signIn();
   document.documentElement.dataset.ready = 'true';
 }
 

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import URL, Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from buytokens import __version__
 from buytokens.domain.errors import (
@@ -93,7 +94,19 @@ def create_app(container: Container | None = None) -> FastAPI:
     app.include_router(build_page_router(container.settings()))
     _install_error_handlers(app)
     _install_request_log(app)
+    _trust_proxies(app, container.settings().trusted_proxies)
     return app
+
+
+def _trust_proxies(app: FastAPI, proxies: tuple[str, ...]) -> None:
+    """Take the client address from ``X-Forwarded-For``, but only from these peers.
+
+    Behind a reverse proxy every request arrives from the proxy's address, so the
+    per-IP limits would lump all buyers together; from any other peer the header
+    is a claim anyone can make, and is ignored.
+    """
+    if proxies:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(proxies))
 
 
 def _install_error_handlers(app: FastAPI) -> None:
