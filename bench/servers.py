@@ -24,7 +24,7 @@ from dependency_injector import providers
 from fastapi import FastAPI
 
 from bench.baselines import ceiling_app, floor_app
-from buytokens.adapters.memory_gateway import InMemoryPaymentGateway
+from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 from buytokens.entrypoints.container import create_container
 from buytokens.entrypoints.server import configure_logging
 from buytokens.entrypoints.settings import Settings

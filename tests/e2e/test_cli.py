@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from buytokens.adapters.memory import SystemClock
+from buytokens.adapters.system import SystemClock
 from buytokens.adapters.sqlite import SqliteBalanceRepository
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.events import PaymentSucceeded

@@ -13,7 +13,7 @@ import pytest
 from dependency_injector import providers
 from fastapi.testclient import TestClient
 
-from buytokens.adapters.memory_gateway import InMemoryPaymentGateway
+from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 from buytokens.adapters.stripe_events import sign_payload
 from buytokens.domain.errors import StoreUnavailable
 from buytokens.entrypoints.container import create_container

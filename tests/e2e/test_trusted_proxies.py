@@ -10,7 +10,7 @@ import pytest
 from dependency_injector import providers
 from fastapi.testclient import TestClient
 
-from buytokens.adapters.memory_gateway import InMemoryPaymentGateway
+from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 from buytokens.domain.errors import ConfigurationError
 from buytokens.entrypoints.container import create_container
 from buytokens.entrypoints.settings import Settings

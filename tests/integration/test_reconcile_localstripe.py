@@ -24,7 +24,7 @@ from buytokens.adapters.memory import (
     SystemClock,
     UuidIdSource,
 )
-from buytokens.adapters.memory_gateway import InMemoryPaymentGateway
+from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 from buytokens.adapters.sqlite import (
     SqliteBalanceRepository,
     SqliteCheckoutKeys,
@@ -39,7 +39,7 @@ from buytokens.domain.errors import GatewayUnavailable, StoreUnavailable, UserEr
 from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import Purchase
-from buytokens.entrypoints.localstripe_process import LocalStripe
+from buytokens.testing.localstripe import LocalStripe
 from buytokens.ports.balances import BalanceRepository
 from buytokens.services.checkout import Shop, check_payment_intent, create_payment_intent
 from buytokens.services.reconciliation import (

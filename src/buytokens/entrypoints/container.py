@@ -6,7 +6,7 @@ import attrs
 from dependency_injector import containers, providers
 
 from buytokens.adapters.catalogue_file import load_catalogue
-from buytokens.adapters.memory import SystemClock, UuidIdSource
+from buytokens.adapters.system import SystemClock, UuidIdSource
 from buytokens.adapters.sqlite import (
     SqliteBalanceRepository,
     SqliteCheckoutKeys,
