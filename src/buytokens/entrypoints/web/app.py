@@ -14,7 +14,7 @@ from starlette.datastructures import URL, Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from buytokens import __version__
+from buytokens._version import __version__
 from buytokens.domain.errors import (
     BuyTokensError,
     ConfigurationError,
