@@ -8,6 +8,7 @@ import inspect
 
 import pytest
 
+from buytokens import BuyTokens
 from tests.support.surface import PUBLIC_MODULES, SNAPSHOT, describe
 
 HOW_TO_UPDATE = """\
@@ -46,8 +47,6 @@ def test_every_public_name_exists_once_and_says_what_it_is(module_name: str) -> 
 
 def test_every_use_case_of_the_facade_states_its_contract() -> None:
     """Each public method and property of BuyTokens has its own docstring."""
-    from buytokens import BuyTokens
-
     for name, member in vars(BuyTokens).items():
         if name.startswith("_"):
             continue
