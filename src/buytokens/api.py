@@ -47,6 +47,10 @@ MAX_HISTORY = 1000
 """The most rows of each kind ``BuyTokens.history`` returns."""
 
 
+def _unset_if_blank(value: str | None) -> str | None:
+    return None if value is None or not value.strip() else value
+
+
 @attrs.frozen(repr=False)
 class StripeSettings:
     """How to reach Stripe; the secrets never appear in a repr or a log.
@@ -54,13 +58,14 @@ class StripeSettings:
     Without ``secret_key`` payments are refused with ``ConfigurationError`` while
     webhooks still verify; without ``webhook_secret`` every webhook is refused
     with ``InvalidWebhook`` (fail closed). ``api_base`` points at another Stripe
-    (e.g. a localstripe); ``api_version`` pins Stripe's API version.
+    (e.g. a localstripe); ``api_version`` pins Stripe's API version. Blank values
+    count as unset, as they do in the environment.
     """
 
-    secret_key: str | None = None
-    webhook_secret: str | None = None
-    api_base: str | None = None
-    api_version: str | None = None
+    secret_key: str | None = attrs.field(default=None, converter=_unset_if_blank)
+    webhook_secret: str | None = attrs.field(default=None, converter=_unset_if_blank)
+    api_base: str | None = attrs.field(default=None, converter=_unset_if_blank)
+    api_version: str | None = attrs.field(default=None, converter=_unset_if_blank)
 
     def __repr__(self) -> str:
         shown = {

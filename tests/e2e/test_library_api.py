@@ -178,6 +178,16 @@ def test_stripe_settings_verify_webhooks_with_the_sdk(
         unsigned.handle_webhook(body, signature)
 
 
+def test_blank_stripe_settings_count_as_unset(twin: InMemoryPaymentGateway) -> None:
+    """An empty key or secret (a blank variable in a config file) fails closed, as unset does."""
+    body, signature = twin.signed_webhook(twin.succeed(_twin_intent(twin)))
+    with BuyTokens(stripe=StripeSettings(secret_key="", webhook_secret="  ")) as shop:
+        with pytest.raises(ConfigurationError, match="STRIPE_SECRET_KEY"):
+            shop.create_payment_intent("erin", "package_100k")
+        with pytest.raises(InvalidWebhook, match="no webhook signing secret"):
+            shop.handle_webhook(body, signature)
+
+
 def _twin_intent(twin: InMemoryPaymentGateway) -> str:
     with BuyTokens(gateway=twin) as other:
         return other.create_payment_intent("erin", "package_100k").id
