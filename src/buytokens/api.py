@@ -371,7 +371,7 @@ class BuyTokens:
         this while webhooks arrive, or twice, is safe. An event that fails is in
         the report's ``failed`` and a later run tries it again; ``complete`` is
         False when something failed or awaits an operator. Stripe keeps events for
-        30 days; an older window raises ``UserError``.
+        30 days; an older window raises ``UserError``. A naive ``since`` is taken as UTC.
         """
         shop = self._shop
         start = shop.clock.now() - since if isinstance(since, timedelta) else since
