@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from buytokens.adapters.system import SystemClock
+import buytokens
 from buytokens.adapters.sqlite import SqliteBalanceRepository
+from buytokens.adapters.system import SystemClock
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.events import PaymentSucceeded
 from buytokens.domain.money import Money
@@ -203,3 +205,11 @@ def test_approve_credits_a_flagged_purchase_once(tmp_path: Path) -> None:
     assert "goodwill" in _run(tmp_path, "history", "carol").stdout
     missing = _run(tmp_path, "approve", "pi_nothing", "--reason", "x")
     assert (missing.returncode, missing.stderr.count("\n")) == (1, 1)
+
+
+def test_version_prints_the_package_version(tmp_path: Path) -> None:
+    """``buytokens --version`` prints the version the package metadata and the API carry."""
+    result = _run(tmp_path, "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"buytokens {buytokens.__version__}\n"
+    assert buytokens.__version__ == importlib.metadata.version("buytokens")

@@ -8,12 +8,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from buytokens.adapters.system import SystemClock
 from buytokens.domain.checkout import Delivery, ReceivedEvent
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.errors import ConcurrentUpdate
 from buytokens.domain.ledger import LedgerChange, LedgerEntry
 from buytokens.domain.purchases import Purchase
-from buytokens.adapters.system import SystemClock
 from buytokens.domain.users import canonical_user_id
 from buytokens.ports.checkout import KeyReservation
 from buytokens.ports.clock import Clock

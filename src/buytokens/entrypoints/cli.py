@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import NoReturn
 
+from buytokens._version import __version__
 from buytokens.domain.catalogue import Catalogue
 from buytokens.domain.errors import BuyTokensError
 from buytokens.domain.ledger import LedgerEntry, check_user_id
@@ -112,6 +113,7 @@ def _window(value: str) -> timedelta:
 
 def _parser() -> _Parser:
     parser = _Parser(prog="buytokens", description="Sell token packages through Stripe.")
+    parser.add_argument("--version", action="version", version=f"buytokens {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     serve = commands.add_parser("serve", help="serve the HTTP API and the Buy Tokens page")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

@@ -10,7 +10,6 @@ started and deletes its files.
 from __future__ import annotations
 
 import contextlib
-from importlib import resources
 import secrets
 import shutil
 import signal
@@ -22,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -36,10 +36,10 @@ from pydantic import BaseModel, Field
 
 from buytokens.domain.errors import OperatorError
 from buytokens.entrypoints.container import Container, create_container
-from buytokens.testing.localstripe import LocalStripe
 from buytokens.entrypoints.settings import Settings
 from buytokens.entrypoints.web.app import create_app
 from buytokens.entrypoints.web.page import PAGE_PATH, add_page_scripts
+from buytokens.testing.localstripe import LocalStripe
 
 LOOPBACK = "127.0.0.1"
 DEMO_PUBLISHABLE_KEY = "pk_test_demo"

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from buytokens import __version__
+from buytokens._version import __version__
 from buytokens.domain.errors import (
     BuyTokensError,
     ConfigurationError,
