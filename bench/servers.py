@@ -24,11 +24,11 @@ from dependency_injector import providers
 from fastapi import FastAPI
 
 from bench.baselines import ceiling_app, floor_app
-from buytokens.adapters.memory_gateway import InMemoryPaymentGateway
 from buytokens.entrypoints.container import create_container
 from buytokens.entrypoints.server import configure_logging
 from buytokens.entrypoints.settings import Settings
 from buytokens.entrypoints.web.app import create_app
+from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 
 KINDS = ("ceiling", "floor", "app", "app-memory-gateway")
 JWT_SECRET = "bench-jwt-secret-0123456789abcdef"

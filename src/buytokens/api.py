@@ -17,8 +17,8 @@ from typing import Any
 
 import attrs
 
-from buytokens.adapters.memory import SystemClock, UuidIdSource
 from buytokens.adapters.stripe_events import translate_event
+from buytokens.adapters.system import SystemClock, UuidIdSource
 from buytokens.domain.catalogue import Catalogue, PaymentMethod
 from buytokens.domain.checkout import ReceivedEvent
 from buytokens.domain.crediting import Disposition

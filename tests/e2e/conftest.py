@@ -12,10 +12,10 @@ import pytest
 from dependency_injector import providers
 from fastapi.testclient import TestClient
 
-from buytokens.adapters.memory_gateway import InMemoryPaymentGateway
 from buytokens.entrypoints.container import Container, create_container
 from buytokens.entrypoints.settings import Settings
 from buytokens.entrypoints.web.app import create_app
+from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 
 JWT_SECRET = "test-jwt-secret-0123456789abcdef"
 WEBHOOK_SECRET = "whsec_test_0123456789"

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
-from buytokens.entrypoints.demo import Demo, running_demo
+from buytokens.testing.demo import Demo, running_demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -496,7 +496,7 @@ def test_run_demo_prints_a_working_url_and_cleans_up_when_stopped(
     tmp_path: Path, stop: signal.Signals
 ) -> None:
     """run_demo serves the page at the printed URL; Ctrl-C or SIGTERM leaves no files behind."""
-    code = "from buytokens.entrypoints.demo import run_demo; run_demo(0)"
+    code = "from buytokens.testing.demo import run_demo; run_demo(0)"
     process = subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,

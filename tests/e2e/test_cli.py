@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import buytokens
-from buytokens.adapters.memory import SystemClock
 from buytokens.adapters.sqlite import SqliteBalanceRepository
+from buytokens.adapters.system import SystemClock
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.events import PaymentSucceeded
 from buytokens.domain.money import Money

@@ -10,9 +10,9 @@ import pytest
 from dependency_injector import providers
 from fastapi.testclient import TestClient
 
-from buytokens.adapters.memory_gateway import InMemoryPaymentGateway
 from buytokens.entrypoints.container import create_container
 from buytokens.entrypoints.web.app import create_app
+from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 from tests.e2e.conftest import WEBHOOK_SECRET, Stack, auth, settings_for
 
 USD_CATALOGUE = """

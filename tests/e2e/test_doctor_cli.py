@@ -18,8 +18,8 @@ from buytokens.adapters.mongo_inspection import MongoStoreInspector
 from buytokens.adapters.stripe_events import HANDLED_EVENT_TYPES
 from buytokens.entrypoints.container import create_container
 from buytokens.entrypoints.doctor import run_doctor
-from buytokens.entrypoints.localstripe_process import LocalStripe
 from buytokens.entrypoints.settings import Settings
+from buytokens.testing.localstripe import LocalStripe
 from tests.support.fake_stripe import fake_stripe
 
 SECRETS = {

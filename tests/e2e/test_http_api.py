@@ -13,11 +13,11 @@ import pytest
 from dependency_injector import providers
 from fastapi.testclient import TestClient
 
-from buytokens.adapters.memory_gateway import InMemoryPaymentGateway
 from buytokens.adapters.stripe_events import sign_payload
 from buytokens.domain.errors import StoreUnavailable
 from buytokens.entrypoints.container import create_container
 from buytokens.entrypoints.web.app import create_app
+from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 from tests.e2e.conftest import JWT_SECRET, WEBHOOK_SECRET, Stack, auth, settings_for, token_for
 
 CREATE = "/api/custom/stripe/create-payment-intent"

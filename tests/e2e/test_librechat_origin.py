@@ -30,7 +30,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from buytokens.entrypoints.demo import Demo, running_demo
+from buytokens.testing.demo import Demo, running_demo
 from tests.e2e.conftest import JWT_SECRET, token_for
 from tests.e2e.test_buy_tokens_page import CHROMIUM, CHROMIUM_ARGS, SUCCESS_CARD
 from tests.support.librechat import LibreChatStandIn, running_librechat

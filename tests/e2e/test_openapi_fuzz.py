@@ -10,9 +10,9 @@ from dependency_injector import providers
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from buytokens.adapters.memory_gateway import InMemoryPaymentGateway
 from buytokens.entrypoints.container import create_container
 from buytokens.entrypoints.web.app import create_app
+from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 from tests.e2e.conftest import WEBHOOK_SECRET, auth, settings_for
 
 

@@ -20,9 +20,9 @@ import uvicorn
 from dependency_injector import providers
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from buytokens.adapters.memory_gateway import InMemoryPaymentGateway
 from buytokens.entrypoints.container import create_container
 from buytokens.entrypoints.web.app import create_app
+from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 from tests.e2e.conftest import WEBHOOK_SECRET, auth, settings_for, token_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

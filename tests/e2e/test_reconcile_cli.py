@@ -19,7 +19,7 @@ from buytokens.adapters.stripe_gateway import StripePaymentGateway
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, PaymentMethod
 from buytokens.domain.checkout import IntentRequest
 from buytokens.entrypoints.cli import main
-from buytokens.entrypoints.localstripe_process import LocalStripe
+from buytokens.testing.localstripe import LocalStripe
 
 SECRET_KEY = "sk_test_buytokens_reconcile_cli"
 PACKAGE = DEFAULT_CATALOGUE.get("package_100k")  # 100 000 tokens for ¥10.00

@@ -10,11 +10,11 @@ import pytest
 from dependency_injector import providers
 from fastapi.testclient import TestClient
 
-from buytokens.adapters.memory_gateway import InMemoryPaymentGateway
 from buytokens.domain.errors import ConfigurationError
 from buytokens.entrypoints.container import create_container
 from buytokens.entrypoints.settings import Settings
 from buytokens.entrypoints.web.app import create_app
+from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 from tests.e2e.conftest import WEBHOOK_SECRET, auth, settings_for
 
 PROXY = "10.0.0.2"

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from bson import ObjectId
 
-from buytokens.adapters.memory import SystemClock
 from buytokens.adapters.mongo import MongoBalanceRepository, MongoDatabase, connect_mongo
 from buytokens.adapters.mongo_inspection import MongoStoreInspector
 from buytokens.adapters.sqlite import SCHEMA_VERSION, SqliteBalanceRepository, SqliteDatabase
 from buytokens.adapters.sqlite_inspection import SqliteStoreInspector
 from buytokens.adapters.stripe_account import StripeAccount
+from buytokens.adapters.system import SystemClock
 from buytokens.domain.errors import GatewayRejected
-from buytokens.entrypoints.localstripe_process import LocalStripe
 from buytokens.ports.diagnostics import DuplicateBalance, PaymentServer
+from buytokens.testing.localstripe import LocalStripe
 from tests.support.fake_stripe import fake_stripe
 
 SECRET_KEY = "sk_test_buytokens_doctor"

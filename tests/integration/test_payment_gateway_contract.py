@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import stripe
 
-from buytokens.adapters.memory_gateway import InMemoryPaymentGateway
 from buytokens.adapters.stripe_gateway import StripePaymentGateway, translated_stripe_errors
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, PaymentMethod
 from buytokens.domain.checkout import IntentRequest
@@ -30,8 +29,9 @@ from buytokens.domain.errors import (
 )
 from buytokens.domain.events import AttemptOutcome, PaymentAttempted, PaymentSucceeded
 from buytokens.domain.money import Money
-from buytokens.entrypoints.localstripe_process import LocalStripe
 from buytokens.ports.payments import PaymentGateway
+from buytokens.testing.localstripe import LocalStripe
+from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 
 SECRET_KEY = "sk_test_buytokens_contract"
 WEBHOOK_SECRET = "whsec_buytokens_contract"

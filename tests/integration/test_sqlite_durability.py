@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from buytokens.adapters.memory import FixedClock, SystemClock
+from buytokens.adapters.memory import FixedClock
 from buytokens.adapters.sqlite import SCHEMA_VERSION, SqliteBalanceRepository, SqliteDatabase
+from buytokens.adapters.system import SystemClock
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.errors import ConcurrentUpdate, StoreCorrupted
 from buytokens.domain.events import ChargeRefunded, PaymentEvent, PaymentSucceeded

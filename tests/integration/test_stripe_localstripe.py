@@ -34,7 +34,7 @@ from buytokens.domain.errors import (
 )
 from buytokens.domain.events import AttemptOutcome, PaymentAttempted, PaymentSucceeded
 from buytokens.domain.money import Money
-from buytokens.entrypoints.localstripe_process import LocalStripe
+from buytokens.testing.localstripe import LocalStripe
 from tests.support.fake_stripe import fake_stripe
 
 SECRET_KEY = "sk_test_buytokens_localstripe"

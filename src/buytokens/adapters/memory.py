@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import itertools
 import threading
-import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from buytokens.adapters.system import SystemClock
 from buytokens.domain.checkout import Delivery, ReceivedEvent
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.errors import ConcurrentUpdate
@@ -17,13 +17,6 @@ from buytokens.domain.purchases import Purchase
 from buytokens.domain.users import canonical_user_id
 from buytokens.ports.checkout import KeyReservation
 from buytokens.ports.clock import Clock
-
-
-class SystemClock:
-    """The real time, in UTC."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 class FixedClock:
@@ -41,13 +34,6 @@ class FixedClock:
         """Move the clock forward by ``delta``."""
         with self._lock:
             self._now += delta
-
-
-class UuidIdSource:
-    """Random UUID4 identifiers."""
-
-    def new_id(self) -> str:
-        return uuid.uuid4().hex
 
 
 class SequentialIdSource:

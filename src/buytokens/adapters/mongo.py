@@ -1035,7 +1035,13 @@ def connect_mongo(
     """
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     if scheme == "mongomock":
-        import mongomock  # noqa: PLC0415 -- a test and demo dependency, loaded only when asked for
+        try:
+            import mongomock  # noqa: PLC0415 -- a test and demo dependency, loaded only when asked for
+        except ImportError:
+            raise ConfigurationError(
+                "MONGODB_URI=mongomock:// needs mongomock, which comes with the demo extra: "
+                "pip install 'buytokens[demo]'"
+            ) from None
 
         name = database or urlsplit(uri).path.lstrip("/").split("/")[0] or DEFAULT_DATABASE
         fake: Any = mongomock.MongoClient(tz_aware=True)

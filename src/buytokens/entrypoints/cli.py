@@ -182,7 +182,7 @@ def _run(args: argparse.Namespace, container: Container) -> int:
 
         serve(container, args.host, args.port)
     elif args.command == "demo":
-        from buytokens.entrypoints.demo import run_demo  # noqa: PLC0415
+        from buytokens.testing.demo import run_demo  # noqa: PLC0415
 
         run_demo(args.port)
     elif args.command == "packages":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dependency_injector import containers, providers
 
-from buytokens.adapters.memory import SystemClock, UuidIdSource
+from buytokens.adapters.system import SystemClock, UuidIdSource
 from buytokens.entrypoints.composition import (
     build_backend,
     build_catalogue,

@@ -36,7 +36,8 @@ loaded Stripe.js has them. Afterwards the page polls
 ``GET /api/custom/stripe/payment-intents/{id}`` until the purchase settles.
 
 localstripe's stand-in for Stripe.js cannot attach a card element to an intent; the
-demo loads ``localstripe-bridge.js`` (see ``add_page_scripts``) to fill that gap.
+demo (``buytokens.testing.demo``) serves and loads a bridge script (see
+``add_page_scripts``) to fill that gap; production never serves it.
 """
 
 from __future__ import annotations
@@ -55,13 +56,10 @@ from buytokens.entrypoints.settings import STRIPE_JS_URL, Settings
 
 PAGE_PATH = "/buy-tokens"
 STATIC_PATH = f"{PAGE_PATH}/static"
-LOCALSTRIPE_BRIDGE_URL = f"{STATIC_PATH}/localstripe-bridge.js"
-"""Script that lets localstripe's Stripe.js confirm card payments like the real one."""
 
 _STATIC_FILES = {
     "buy-tokens.js": "text/javascript; charset=utf-8",
     "buy-tokens.css": "text/css; charset=utf-8",
-    "localstripe-bridge.js": "text/javascript; charset=utf-8",
 }
 _EXTRA_SCRIPTS_STATE = "buy_tokens_extra_scripts"
 _REAL_STRIPE_ORIGIN = "https://js.stripe.com"

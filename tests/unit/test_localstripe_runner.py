@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from buytokens.entrypoints.localstripe_process import LocalStripe, LocalStripeError
+from buytokens.testing.localstripe import LocalStripe, LocalStripeError
 
 
 def test_a_missing_localstripe_is_named_with_how_to_install_it(

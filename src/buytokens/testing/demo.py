@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -30,15 +31,15 @@ import jwt
 import stripe
 import uvicorn
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from buytokens.domain.errors import OperatorError
 from buytokens.entrypoints.container import Container, create_container
-from buytokens.entrypoints.localstripe_process import LocalStripe
 from buytokens.entrypoints.settings import Settings
 from buytokens.entrypoints.web.app import create_app
-from buytokens.entrypoints.web.page import LOCALSTRIPE_BRIDGE_URL, PAGE_PATH, add_page_scripts
+from buytokens.entrypoints.web.page import PAGE_PATH, add_page_scripts
+from buytokens.testing.localstripe import LocalStripe
 
 LOOPBACK = "127.0.0.1"
 DEMO_PUBLISHABLE_KEY = "pk_test_demo"
@@ -46,6 +47,9 @@ DEMO_SECRET_KEY = "sk_test_demo"  # noqa: S105 - localstripe accepts any sk_ key
 TOKEN_LIFETIME = timedelta(hours=24)
 WEBHOOK_PATH = "/api/custom/stripe/webhook"
 LOCALSTRIPE_CONFIRM_PATH = "/_localstripe/confirm-card-payment"
+LOCALSTRIPE_BRIDGE_URL = f"{PAGE_PATH}/demo/localstripe-bridge.js"
+"""Script that lets localstripe's Stripe.js confirm card payments like the real one; it is
+served under the page's path (the page's security policy allows same-origin scripts only)."""
 STARTUP_TIMEOUT = 20.0
 
 
@@ -100,6 +104,16 @@ def localstripe_confirm_router(localstripe: LocalStripe) -> APIRouter:
         max_network_retries=0,
     )
     router = APIRouter(include_in_schema=False)
+    bridge = resources.files("buytokens.testing").joinpath("static/localstripe-bridge.js")
+    bridge_script = bridge.read_bytes()
+
+    @router.get(LOCALSTRIPE_BRIDGE_URL)
+    def localstripe_bridge() -> Response:
+        return Response(
+            bridge_script,
+            media_type="text/javascript; charset=utf-8",
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        )
 
     @router.post(LOCALSTRIPE_CONFIRM_PATH)
     def confirm_card_payment(body: _ConfirmCardPayment) -> JSONResponse:
