@@ -295,6 +295,13 @@ def test_a_void_gift_cannot_be_redeemed() -> None:
     assert caught.value.code == "gift_void"
 
 
+def test_void_is_said_even_after_an_expiry() -> None:
+    """The refund or dispute explains more to the holder than "not found" would."""
+    gift = CodeRecord.gift(RedemptionCode.for_gift(SECRET, "pi_2"), "pi_2", "alice", 10, T0)
+    void = attrs.evolve(gift, expires_at=T0 + timedelta(days=1), void_reason="refunded")
+    assert void.state(T0 + timedelta(days=2)) is CodeState.VOID
+
+
 def test_redeemed_wins_over_void_and_expired() -> None:
     """A redemption happened; later facts do not change what the code's state says."""
     _, record = _operator_record(expires_at=T0 + timedelta(days=1))
