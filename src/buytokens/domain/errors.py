@@ -156,3 +156,45 @@ class StoreCorrupted(OperatorError):
     """Stored data breaks an invariant the store relies on (e.g. duplicate balances)."""
 
     code = "store_corrupted"
+
+
+class InvalidPromoCode(UserError):
+    """A promo code cannot be used for this checkout; ``reason`` says which rule refused it."""
+
+    code = "invalid_promo_code"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class InvalidPromoDefinition(UserError):
+    """An operator's promo code definition breaks a rule (e.g. 0 % off, an unknown package)."""
+
+    code = "invalid_promo_definition"
+
+
+class GiftNotFound(NotFound):
+    """No redeemable code matches: never issued, or expired."""
+
+    code = "gift_not_found"
+
+
+class MalformedCode(GiftNotFound):
+    """The text cannot be a code at all (wrong length, a character codes never use, a typo).
+
+    It is a GiftNotFound, so that a client sees one answer for every code that is
+    not there, with a message saying what is wrong with what was typed.
+    """
+
+
+class GiftAlreadyRedeemed(UserError):
+    """The code was redeemed before; a code credits tokens once."""
+
+    code = "gift_already_redeemed"
+
+
+class GiftVoid(UserError):
+    """The gift's payment was refunded or disputed before anyone redeemed it."""
+
+    code = "gift_void"
