@@ -162,9 +162,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = (
-            routes.WEBHOOK_MAX_BYTES
-            if scope["path"] == routes.WEBHOOK_PATH
-            else (REQUEST_MAX_BYTES)
+            routes.WEBHOOK_MAX_BYTES if scope["path"] == routes.WEBHOOK_PATH else REQUEST_MAX_BYTES
         )
         message = f"request bodies are limited to {limit:,} bytes"
         declared = Headers(scope=scope).get("content-length")
