@@ -7,6 +7,7 @@ from dependency_injector import containers, providers
 
 from buytokens.adapters.catalogue_file import load_catalogue
 from buytokens.adapters.memory import SystemClock, UuidIdSource
+from buytokens.adapters.single_flight import SingleFlightPaymentGateway
 from buytokens.adapters.sqlite import (
     SqliteBalanceRepository,
     SqliteCheckoutKeys,
@@ -18,6 +19,7 @@ from buytokens.adapters.unconfigured_gateway import UnconfiguredPaymentGateway
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, Catalogue
 from buytokens.entrypoints.settings import Settings
 from buytokens.entrypoints.web.auth import Authenticator
+from buytokens.entrypoints.web.provider_lane import ProviderLane
 from buytokens.entrypoints.web.ratelimit import CheckoutRateLimiter
 from buytokens.ports.balances import BalanceRepository
 from buytokens.ports.checkout import CheckoutKeys, EventJournal
@@ -76,6 +78,8 @@ def build_gateway(settings: Settings, clock: Clock) -> PaymentGateway:
         settings.stripe_webhook_secret,
         api_base=settings.stripe_api_base,
         api_version=settings.stripe_api_version,
+        budget=settings.stripe_budget,
+        max_network_retries=settings.stripe_retries,
         clock=clock,
     )
 
@@ -94,8 +98,16 @@ def build_shop(
     clock: Clock,
     ids: IdSource,
 ) -> Shop:
-    """The bundle the buying use cases run on."""
-    return Shop(catalogue, backend.store, gateway, backend.keys, backend.journal, clock, ids)
+    """The bundle the buying use cases run on; concurrent checks of one intent share a call."""
+    return Shop(
+        catalogue,
+        backend.store,
+        SingleFlightPaymentGateway(gateway),
+        backend.keys,
+        backend.journal,
+        clock,
+        ids,
+    )
 
 
 class Container(containers.DeclarativeContainer):
@@ -116,6 +128,21 @@ class Container(containers.DeclarativeContainer):
         ),
         settings,
         backend,
+    )
+    check_rate_limiter = providers.Singleton(
+        lambda settings, backend: CheckoutRateLimiter(
+            settings.rate_limit_checks_per_user,
+            settings.rate_limit_per_ip,
+            backend.rate_limit_storage,
+            action="check-payment-intent",
+            refusal="too many payment checks",
+        ),
+        settings,
+        backend,
+    )
+    provider_lane = providers.Singleton(
+        lambda settings: ProviderLane(settings.stripe_concurrency, settings.stripe_budget),
+        settings,
     )
 
 

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TypeVar
 
 import attrs
 
+from buytokens.adapters.stripe_gateway import DEFAULT_BUDGET, DEFAULT_NETWORK_RETRIES
 from buytokens.domain.errors import ConfigurationError
-from buytokens.entrypoints.web.ratelimit import DEFAULT_PER_IP, DEFAULT_PER_USER
+from buytokens.entrypoints.web.ratelimit import (
+    DEFAULT_CHECKS_PER_USER,
+    DEFAULT_PER_IP,
+    DEFAULT_PER_USER,
+)
 
 STRIPE_JS_URL = "https://js.stripe.com/v3/"
 SQLITE_PATH = "./buytokens.sqlite3"
+STRIPE_CONCURRENCY = 8
 
 
 @attrs.frozen(repr=False)
@@ -30,6 +37,10 @@ class Settings:
     stripe_api_version: str | None = None
     rate_limit_per_user: str = DEFAULT_PER_USER
     rate_limit_per_ip: str = DEFAULT_PER_IP
+    rate_limit_checks_per_user: str = DEFAULT_CHECKS_PER_USER
+    stripe_budget: float = DEFAULT_BUDGET
+    stripe_retries: int = DEFAULT_NETWORK_RETRIES
+    stripe_concurrency: int = STRIPE_CONCURRENCY
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +61,16 @@ class Settings:
             stripe_api_version=env.get("STRIPE_API_VERSION"),
             rate_limit_per_user=env.get("BUYTOKENS_RATE_LIMIT_PER_USER", DEFAULT_PER_USER),
             rate_limit_per_ip=env.get("BUYTOKENS_RATE_LIMIT_PER_IP", DEFAULT_PER_IP),
+            rate_limit_checks_per_user=env.get(
+                "BUYTOKENS_RATE_LIMIT_CHECKS_PER_USER", DEFAULT_CHECKS_PER_USER
+            ),
+            stripe_budget=_number(env, "BUYTOKENS_STRIPE_BUDGET", DEFAULT_BUDGET, float, 0.5, 60),
+            stripe_retries=_number(
+                env, "BUYTOKENS_STRIPE_RETRIES", DEFAULT_NETWORK_RETRIES, int, 0, 5
+            ),
+            stripe_concurrency=_number(
+                env, "BUYTOKENS_STRIPE_CONCURRENCY", STRIPE_CONCURRENCY, int, 1, 256
+            ),
         )
 
     def require(self, *names: str) -> None:
@@ -65,6 +86,24 @@ class Settings:
             name: ("set" if getattr(self, field) else "unset") for name, field in _FIELDS.items()
         }
         return f"Settings({shown})"
+
+
+N = TypeVar("N", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: N, kind: type[N], low: N, high: N) -> N:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw.strip())
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ConfigurationError(
+            f"{name} must be {'a whole' if kind is int else 'a'} number from {low} to {high}"
+        )
+    return value
 
 
 _FIELDS = {
