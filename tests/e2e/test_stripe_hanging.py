@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bench.silent_stripe import SilentServer
 
 from buytokens.adapters.memory import SystemClock
 from buytokens.adapters.sqlite import SqliteBalanceRepository
@@ -24,7 +25,6 @@ from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.purchases import Purchase
 from tests.e2e.conftest import token_for
 from tests.e2e.test_serve import Server, _env, _post_webhook, _succeeded
-from tests.support.silent_server import SilentServer
 
 pytestmark = pytest.mark.slow
 

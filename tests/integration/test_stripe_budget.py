@@ -6,12 +6,12 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from bench.silent_stripe import SilentServer
 
 from buytokens.adapters.stripe_gateway import StripePaymentGateway, attempt_timeout
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, PaymentMethod
 from buytokens.domain.checkout import IntentRequest
 from buytokens.domain.errors import ConfigurationError, GatewayTimeout
-from tests.support.silent_server import SilentServer
 
 
 @pytest.fixture

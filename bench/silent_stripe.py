@@ -1,4 +1,7 @@
-"""A Stripe that hangs: a loopback TCP server that accepts every connection and never answers."""
+"""A Stripe that hangs: a loopback TCP server that accepts every connection and never answers.
+
+The hanging-Stripe benchmark row and tests point `STRIPE_API_BASE` at it.
+"""
 
 from __future__ import annotations
 
