@@ -21,20 +21,22 @@ from bench.silent_stripe import SilentServer
 
 from buytokens.adapters.memory import SystemClock
 from buytokens.adapters.sqlite import SqliteBalanceRepository
+from buytokens.adapters.stripe_events import sign_payload
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.purchases import Purchase
-from tests.e2e.conftest import token_for
-from tests.e2e.test_serve import Server, _env, _post_webhook, _succeeded
+from tests.e2e.conftest import WEBHOOK_SECRET, token_for
+from tests.e2e.test_serve import Server, _env, _succeeded
 
 pytestmark = pytest.mark.slow
 
-BUDGET = 3.0
+BUDGET = 8.0  # the default
 RETRIES = 1
 SLOTS = 4
 USERS = [f"user{n}" for n in range(5)]
 CHECKS_PER_USER = 10  # 50 checks in all
 CHECK_LIMIT = 6  # per user and minute
-FAST = 1.0  # seconds: a generous bound on a loaded two-core machine
+CHECK = "/api/custom/stripe/payment-intents/"
+FAST = 2.0  # seconds: generous on a loaded two-core machine, far below the budget
 
 
 def _seed_pending(path: Path) -> list[tuple[str, str]]:
@@ -62,6 +64,15 @@ def _timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
     return response, time.monotonic() - started
 
 
+def _webhook(client: httpx.Client, payload: bytes) -> httpx.Response:
+    headers = {"Stripe-Signature": sign_payload(payload, WEBHOOK_SECRET)}
+    return client.post("/api/custom/stripe/webhook", content=payload, headers=headers)
+
+
+def _bearer(user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(user)}"}
+
+
 def test_a_hanging_stripe_slows_nothing_that_does_not_need_it(tmp_path: Path) -> None:
     """Webhooks, balances, purchases and the page stay fast; checks fail fast and retryably."""
     checks = _seed_pending(tmp_path / "serve.sqlite3")
@@ -76,15 +87,17 @@ def test_a_hanging_stripe_slows_nothing_that_does_not_need_it(tmp_path: Path) ->
             BUYTOKENS_RATE_LIMIT_CHECKS_PER_USER=f"{CHECK_LIMIT}/minute",
         )
         server = Server(tmp_path, env)
+        # Clients made up front: building one per request costs a TLS context each,
+        # which on a loaded machine would be measured as the server's time.
+        probe = httpx.Client(base_url=server.url, timeout=30)
+        pages = httpx.Client(
+            base_url=server.url, timeout=120, limits=httpx.Limits(max_connections=len(checks))
+        )
         try:
             # A purchase that has settled is answered from the store alone.
-            assert _post_webhook(server.url, _succeeded("pi_settled", "user0")).status_code == 200
+            assert _webhook(probe, _succeeded("pi_settled", "user0")).status_code == 200
             settled, took = _timed(
-                lambda: httpx.get(
-                    f"{server.url}/api/custom/stripe/payment-intents/pi_settled",
-                    headers={"Authorization": f"Bearer {token_for('user0')}"},
-                    timeout=30,
-                )
+                lambda: probe.get(CHECK + "pi_settled", headers=_bearer("user0"))
             )
             assert settled.status_code == 200, settled.text
             assert settled.json()["status"] == "succeeded"
@@ -93,15 +106,14 @@ def test_a_hanging_stripe_slows_nothing_that_does_not_need_it(tmp_path: Path) ->
 
             answers: list[tuple[int, float, float]] = []
             lock = threading.Lock()
+            start = threading.Barrier(len(checks))
 
             def check(user: str, intent: str) -> None:
+                headers = _bearer(user)
+                start.wait()
                 started = time.monotonic()
                 try:
-                    status = httpx.get(
-                        f"{server.url}/api/custom/stripe/payment-intents/{intent}",
-                        headers={"Authorization": f"Bearer {token_for(user)}"},
-                        timeout=120,
-                    ).status_code
+                    status = pages.get(CHECK + intent, headers=headers).status_code
                 except httpx.HTTPError:
                     status = 0
                 ended = time.monotonic()
@@ -118,29 +130,24 @@ def test_a_hanging_stripe_slows_nothing_that_does_not_need_it(tmp_path: Path) ->
 
             # Stripe now hangs on open connections: everything else answers at once.
             fast: list[tuple[str, int, float]] = []
-            for n in range(5):
-                user = USERS[n]
-                response, took = _timed(
-                    lambda n=n, user=user: _post_webhook(
-                        server.url, _succeeded(f"pi_during{n}", user)
-                    )
-                )
+            for n, user in enumerate(USERS):
+                payload, headers = _succeeded(f"pi_during{n}", user), _bearer(user)
+                response, took = _timed(lambda payload=payload: _webhook(probe, payload))
                 fast.append(("webhook", response.status_code, took))
-                headers = {"Authorization": f"Bearer {token_for(user)}"}
                 for path in ("/api/custom/balance", "/api/custom/stripe/purchases"):
                     response, took = _timed(
-                        lambda path=path, headers=headers: httpx.get(
-                            server.url + path, headers=headers, timeout=30
-                        )
+                        lambda path=path, headers=headers: probe.get(path, headers=headers)
                     )
                     fast.append((path, response.status_code, took))
-            page, took = _timed(lambda: httpx.get(f"{server.url}/buy-tokens", timeout=30))
+            page, took = _timed(lambda: probe.get("/buy-tokens"))
             fast.append(("page", page.status_code, took))
             measured_until = time.monotonic()
 
             for thread in threads:
                 thread.join(timeout=180)
         finally:
+            probe.close()
+            pages.close()
             if server.process.poll() is None:
                 server.stop()
 
@@ -157,5 +164,7 @@ def test_a_hanging_stripe_slows_nothing_that_does_not_need_it(tmp_path: Path) ->
     assert 1 <= statuses[504] <= SLOTS
     longest = max(took for _, took, _ in answers)
     assert longest < BUDGET + 2, f"a check took {longest:.1f} s"
-    # Each slot makes one call at a time, and each call at most 1 + RETRIES attempts.
+    # Never more calls to Stripe at once than the lane has slots, each call at most
+    # 1 + RETRIES attempts (the checks all arrived within one budget).
+    assert stripe.peak <= SLOTS
     assert stripe.connections <= SLOTS * (1 + RETRIES)
