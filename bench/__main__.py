@@ -11,7 +11,7 @@ import os
 import platform
 import time
 
-from bench import crediting, seed, web
+from bench import crediting, faults, seed, web
 from bench.table import Row, render
 
 
@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     print(f"# {cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     rows: list[Row] = []
-    for name, part in (("HTTP", web), ("crediting", crediting), ("seed", seed)):
+    parts = (("HTTP", web), ("Stripe hanging", faults), ("crediting", crediting), ("seed", seed))
+    for name, part in parts:
         print(f"# measuring {name} ...", flush=True)
         rows += part.rows(args.quick)
     print()

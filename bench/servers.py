@@ -8,7 +8,10 @@
   with the SQLite store in ``DIR/app.sqlite3`` and the Stripe adapter (a webhook never
   calls Stripe);
 * ``app-memory-gateway``: the same with the in-memory Stripe twin in place of the Stripe
-  adapter, so creating payment intents costs no network round trip.
+  adapter, so creating payment intents costs no network round trip;
+* ``app-stripe-hanging``: the product with the Stripe adapter pointed at ``--stripe-api-base``
+  (a Stripe that never answers, ``bench.silent_stripe``), with the default time budget and
+  lane.
 
 The product logs as ``buytokens serve`` does (one JSON line per request on stderr);
 the caller decides where stderr goes.
@@ -30,30 +33,34 @@ from buytokens.entrypoints.settings import Settings
 from buytokens.entrypoints.web.app import create_app
 from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 
-KINDS = ("ceiling", "floor", "app", "app-memory-gateway")
+KINDS = ("ceiling", "floor", "app", "app-memory-gateway", "app-stripe-hanging")
 JWT_SECRET = "bench-jwt-secret-0123456789abcdef"
 WEBHOOK_SECRET = "whsec_bench_0123456789"
 
 
-def product_settings(directory: Path) -> Settings:
+def product_settings(directory: Path, stripe_api_base: str | None = None) -> Settings:
     """The product's settings for a benchmark run: SQLite in ``directory``, no rate limits."""
     return Settings(
         jwt_secret=JWT_SECRET,
         stripe_secret_key="sk_test_bench_never_called",
         stripe_webhook_secret=WEBHOOK_SECRET,
+        stripe_api_base=stripe_api_base,
         sqlite_path=str(directory / "app.sqlite3"),
         rate_limit_per_user="1000000/minute",
         rate_limit_per_ip="1000000/minute",
+        rate_limit_checks_per_user="1000000/minute",
     )
 
 
-def build(kind: str, directory: Path) -> FastAPI:
+def build(kind: str, directory: Path, stripe_api_base: str | None = None) -> FastAPI:
     """The app of ``kind`` (see the module documentation)."""
     if kind == "ceiling":
         return ceiling_app()
     if kind == "floor":
         return floor_app(directory / "floor.sqlite3", WEBHOOK_SECRET, JWT_SECRET)
-    container = create_container(product_settings(directory))
+    if kind == "app-stripe-hanging" and stripe_api_base is None:
+        raise SystemExit("app-stripe-hanging needs --stripe-api-base")
+    container = create_container(product_settings(directory, stripe_api_base))
     if kind == "app-memory-gateway":
         gateway = InMemoryPaymentGateway(webhook_secret=WEBHOOK_SECRET)
         container.gateway.override(providers.Object(gateway))
@@ -71,8 +78,9 @@ def main() -> None:
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--stripe-api-base", help="where the Stripe adapter sends its calls")
     args = parser.parse_args()
-    app = build(args.kind, args.dir)
+    app = build(args.kind, args.dir, args.stripe_api_base)
     # The same uvicorn options as `buytokens serve`, for every kind.
     uvicorn.run(
         app,

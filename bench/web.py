@@ -108,12 +108,23 @@ class Server:
 
 
 @contextmanager
-def running_server(kind: str, directory: Path) -> Iterator[Server]:
-    """Serve ``kind`` (see ``bench.servers``) pinned to the server CPU."""
+def running_server(kind: str, directory: Path, *options: str) -> Iterator[Server]:
+    """Serve ``kind`` (see ``bench.servers``, which takes ``options`` too) pinned to the
+    server CPU."""
     port = free_port()
     log = (directory / f"{kind}.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.servers", kind, "--port", str(port), "--dir", str(directory)],
+        [
+            sys.executable,
+            "-m",
+            "bench.servers",
+            kind,
+            "--port",
+            str(port),
+            "--dir",
+            str(directory),
+            *options,
+        ],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -213,7 +224,7 @@ def compare(
     """Measure each ``(label, server kind)`` in turn, ``rounds`` times, on the same requests."""
     pin_to(LOAD_CPU)
     results = {label: Measured(label, []) for label, _ in kinds}
-    with _servers(kinds) as ports:
+    with servers(kinds) as ports:
         for number in range(rounds):
             for label, _ in kinds:
                 factory = requests_for(f"{label}{number}")
@@ -231,14 +242,18 @@ def compare(
 
 
 @contextmanager
-def _servers(kinds: Sequence[tuple[str, str]]) -> Iterator[dict[str, int]]:
-    """Every ``(label, kind)`` running at once, each on a fresh directory; yield their ports."""
+def servers(
+    kinds: Sequence[tuple[str, str]], options: dict[str, Sequence[str]] | None = None
+) -> Iterator[dict[str, int]]:
+    """Every ``(label, kind)`` running at once, each on a fresh directory and with its
+    ``options[label]``; yield their ports."""
     with tempfile.TemporaryDirectory(prefix="buytokens-bench-") as tmp, ExitStack() as stack:
         ports = {}
         for label, kind in kinds:
             directory = Path(tmp) / label
             directory.mkdir()
-            ports[label] = stack.enter_context(running_server(kind, directory)).port
+            extra = (options or {}).get(label, ())
+            ports[label] = stack.enter_context(running_server(kind, directory, *extra)).port
         yield ports
 
 

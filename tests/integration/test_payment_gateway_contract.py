@@ -91,7 +91,7 @@ def stripe_harness(server: LocalStripe, closed_port: int) -> Harness:
             api_base=server.api_base,
             api_version=server.api_version,
             max_network_retries=0,
-            timeout=10,
+            budget=10,
             **settings,
         )
 
@@ -121,7 +121,7 @@ def stripe_harness(server: LocalStripe, closed_port: int) -> Harness:
             WEBHOOK_SECRET,
             api_base=f"http://127.0.0.1:{closed_port}",
             max_network_retries=0,
-            timeout=2,
+            budget=2,
         )
 
     return Harness(

@@ -77,7 +77,7 @@ def _stripe_shop(localstripe: LocalStripe, database: SqliteDatabase) -> Shop:
         api_base=localstripe.api_base,
         api_version=localstripe.api_version,
         max_network_retries=0,
-        timeout=10,
+        budget=10,
     )
     return Shop(
         DEFAULT_CATALOGUE,

@@ -65,7 +65,7 @@ def gateway(localstripe: LocalStripe) -> StripePaymentGateway:
         api_base=localstripe.api_base,
         api_version=localstripe.api_version,
         max_network_retries=0,
-        timeout=10,
+        budget=10,
     )
 
 

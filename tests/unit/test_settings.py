@@ -57,3 +57,38 @@ def test_no_secret_shows_in_a_repr() -> None:
     assert "s3cr3t" not in text
     assert "sk_live_x" not in text
     assert "'JWT_SECRET': 'set'" in text
+
+
+def test_the_stripe_budget_and_capacity_are_read_and_bounded() -> None:
+    """The fault-isolation knobs have defaults and refuse nonsense with the variable's name."""
+    defaults = Settings.from_env({})
+    assert (defaults.stripe_budget, defaults.stripe_retries, defaults.stripe_concurrency) == (
+        8.0,
+        1,
+        8,
+    )
+    settings = Settings.from_env(
+        {
+            "BUYTOKENS_STRIPE_BUDGET": "2.5",
+            "BUYTOKENS_STRIPE_RETRIES": "0",
+            "BUYTOKENS_STRIPE_CONCURRENCY": "16",
+            "BUYTOKENS_RATE_LIMIT_CHECKS_PER_USER": "5/minute",
+        }
+    )
+    assert (settings.stripe_budget, settings.stripe_retries, settings.stripe_concurrency) == (
+        2.5,
+        0,
+        16,
+    )
+    assert settings.rate_limit_checks_per_user == "5/minute"
+    for name, value in [
+        ("BUYTOKENS_STRIPE_BUDGET", "0"),
+        ("BUYTOKENS_STRIPE_BUDGET", "nan"),
+        ("BUYTOKENS_STRIPE_BUDGET", "600"),
+        ("BUYTOKENS_STRIPE_RETRIES", "1.5"),
+        ("BUYTOKENS_STRIPE_RETRIES", "-1"),
+        ("BUYTOKENS_STRIPE_CONCURRENCY", "0"),
+        ("BUYTOKENS_STRIPE_CONCURRENCY", "many"),
+    ]:
+        with pytest.raises(ConfigurationError, match=name):
+            Settings.from_env({name: value})

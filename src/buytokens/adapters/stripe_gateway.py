@@ -21,6 +21,7 @@ from buytokens.adapters.stripe_events import (
     translate_event,
 )
 from buytokens.adapters.stripe_server import (
+    PROBE_TIMEOUT,
     display_api_base,
     is_stripe_api_base,
     probe_localstripe,
@@ -32,7 +33,9 @@ from buytokens.domain.catalogue import (
 )
 from buytokens.domain.checkout import IntentRequest, IntentSnapshot, ReceivedEvent
 from buytokens.domain.errors import (
+    ConfigurationError,
     GatewayRejected,
+    GatewayTimeout,
     GatewayUnavailable,
     InvalidWebhook,
     NotFound,
@@ -50,6 +53,35 @@ _INTENT_ID = re.compile(r"^pi_[A-Za-z0-9]+$")
 # From this API version on, Stripe takes ``allowed_payment_method_types``; from
 # 2026-09-30 it refuses the older ``payment_method_types`` on create.
 _ALLOWED_METHOD_TYPES_SINCE = "2026-07-29"
+
+
+DEFAULT_BUDGET = 8.0
+"""Seconds one call to Stripe may take, retries included: well under a browser's patience."""
+
+DEFAULT_NETWORK_RETRIES = 1
+"""Retries of a call that failed on the network, within its budget."""
+
+
+def attempt_timeout(budget: float, max_network_retries: int) -> float:
+    """The socket timeout of each attempt, so that all attempts and the SDK's back-off
+    sleeps between them fit in ``budget`` seconds."""
+    if max_network_retries < 0:
+        raise ConfigurationError("the number of Stripe retries cannot be negative")
+    # The SDK sleeps at most this long before retry n (jitter only shortens it).
+    backoff: float = sum(
+        min(stripe.HTTPClient.INITIAL_DELAY * 2 ** (n - 1), stripe.HTTPClient.MAX_DELAY)
+        for n in range(1, max_network_retries + 1)
+    )
+    share = (budget - backoff) / (max_network_retries + 1)
+    if share < _MIN_ATTEMPT:
+        raise ConfigurationError(
+            f"a Stripe budget of {budget:g} s leaves under {_MIN_ATTEMPT:g} s per attempt "
+            f"for {max_network_retries} retries"
+        )
+    return share
+
+
+_MIN_ATTEMPT = 0.2
 
 
 def idempotency_key(purchase_id: str) -> str:
@@ -70,7 +102,13 @@ def translated_stripe_errors(action: str) -> Iterator[None]:
         yield
     except stripe.CardError as exc:
         raise PaymentDeclined(exc.user_message or "The payment was declined.") from exc
-    except (stripe.RateLimitError, stripe.APIConnectionError) as exc:
+    except stripe.APIConnectionError as exc:
+        if _timed_out(exc):
+            raise GatewayTimeout(
+                f"Stripe could not {action}: it did not answer within the time allowed"
+            ) from exc
+        raise GatewayUnavailable(f"Stripe could not {action}: it is unreachable or busy") from exc
+    except stripe.RateLimitError as exc:
         raise GatewayUnavailable(f"Stripe could not {action}: it is unreachable or busy") from exc
     except stripe.SignatureVerificationError as exc:
         raise InvalidWebhook("the Stripe-Signature header is missing, forged or stale") from exc
@@ -90,6 +128,13 @@ def translated_stripe_errors(action: str) -> Iterator[None]:
         raise GatewayRejected(f"Stripe refused to {action}: {_describe(exc)}") from exc
 
 
+def _timed_out(exc: stripe.APIConnectionError) -> bool:
+    # The SDK raises its connection error from the HTTP library's own exception;
+    # requests, httpx and urllib all name their timeouts so.
+    cause = exc.__cause__
+    return isinstance(cause, TimeoutError) or "Timeout" in type(cause).__name__
+
+
 def _describe(exc: stripe.StripeError) -> str:
     parts = [exc.user_message or type(exc).__name__]
     if exc.code:
@@ -107,8 +152,12 @@ class StripePaymentGateway:
     ``api_version`` pins the Stripe API version (default: the SDK's own); versions
     before 2026-07-29 restrict the intent's method with ``payment_method_types``,
     later ones with ``allowed_payment_method_types``.
-    ``http_client`` replaces the SDK's requests-based client (then ``timeout`` is
-    that client's business).
+    ``budget`` bounds one call in seconds, ``max_network_retries`` included: each
+    attempt may take its share of what the SDK's back-off sleeps leave
+    (``attempt_timeout``), so a Stripe that accepts connections and never answers
+    costs at most ``budget`` and ``max_network_retries + 1`` connections per call.
+    ``http_client`` replaces the SDK's requests-based client (then the attempt
+    timeout is that client's business).
     ``localstripe`` says whether ``api_base`` is localstripe, which refuses
     ``allowed_payment_method_types`` and ``receipt_email`` whatever the version:
     None (the default) asks the server once, before the first intent is created,
@@ -122,8 +171,8 @@ class StripePaymentGateway:
         *,
         api_base: str | None = None,
         api_version: str | None = None,
-        max_network_retries: int = 2,
-        timeout: float = 30.0,
+        budget: float = DEFAULT_BUDGET,
+        max_network_retries: int = DEFAULT_NETWORK_RETRIES,
         payment_methods: Iterable[PaymentMethod] = DEFAULT_PAYMENT_METHODS,
         http_client: stripe.HTTPClient | None = None,
         clock: Clock | None = None,
@@ -135,7 +184,8 @@ class StripePaymentGateway:
             base_addresses={"api": api_base.rstrip("/")} if api_base is not None else None,
             stripe_version=api_version,
             max_network_retries=max_network_retries,
-            http_client=http_client or stripe.RequestsClient(timeout=timeout),
+            http_client=http_client
+            or stripe.RequestsClient(timeout=attempt_timeout(budget, max_network_retries)),
         )
         self._webhook_secret = webhook_secret
         self._payment_methods = tuple(payment_methods)
@@ -149,6 +199,9 @@ class StripePaymentGateway:
         )
         self._api_base = api_base
         self._localstripe = False if is_stripe_api_base(api_base) else localstripe
+        # The one-time probe of a base that is not Stripe's spends part of the first
+        # call's budget, not a budget of its own.
+        self._probe_timeout = min(PROBE_TIMEOUT, budget / 4)
 
     def __repr__(self) -> str:
         # Spelled out so that no key can ever reach a log through a repr.
@@ -239,7 +292,7 @@ class StripePaymentGateway:
     def _is_localstripe(self) -> bool:
         if self._localstripe is None and self._api_base is not None:
             # Unanswered probes are asked again: the create that follows fails on its own.
-            found = probe_localstripe(self._api_base)
+            found = probe_localstripe(self._api_base, timeout=self._probe_timeout)
             if found:
                 _log.warning(
                     "STRIPE_API_BASE %s is localstripe: payment intents are created in its "

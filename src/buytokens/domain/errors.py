@@ -92,9 +92,10 @@ class InvalidWebhook(BuyTokensError):
 
 
 class RetryableError(BuyTokensError):
-    """A transient failure: the same call may succeed later."""
+    """A transient failure: the same call may succeed later, after ``retry_after`` seconds."""
 
     code = "temporarily_unavailable"
+    retry_after: int = 5
 
 
 class ConcurrentUpdate(RetryableError):
@@ -132,6 +133,19 @@ class GatewayUnavailable(RetryableError):
     """The payment provider could not be reached or asked us to slow down."""
 
     code = "gateway_unavailable"
+
+
+class GatewayBusy(GatewayUnavailable):
+    """Every slot for calls to the payment provider is taken; nothing was sent."""
+
+    code = "gateway_busy"
+    retry_after = 2
+
+
+class GatewayTimeout(GatewayUnavailable):
+    """The payment provider did not answer within the time budget of one request."""
+
+    code = "gateway_timeout"
 
 
 class OperatorError(BuyTokensError):

@@ -18,6 +18,7 @@ from buytokens.adapters.memory import (
     InMemoryBalanceRepository,
     InMemoryCheckoutKeys,
 )
+from buytokens.adapters.single_flight import SingleFlightPaymentGateway
 from buytokens.adapters.sqlite import (
     SqliteBalanceRepository,
     SqliteCheckoutKeys,
@@ -26,7 +27,11 @@ from buytokens.adapters.sqlite import (
 )
 from buytokens.adapters.sqlite_inspection import SqliteStoreInspector
 from buytokens.adapters.stripe_account import StripeAccount
-from buytokens.adapters.stripe_gateway import StripePaymentGateway
+from buytokens.adapters.stripe_gateway import (
+    DEFAULT_BUDGET,
+    DEFAULT_NETWORK_RETRIES,
+    StripePaymentGateway,
+)
 from buytokens.adapters.unconfigured_gateway import UnconfiguredPaymentGateway
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, Catalogue
 from buytokens.domain.errors import ConfigurationError
@@ -156,6 +161,8 @@ def build_gateway(settings: Settings, clock: Clock) -> PaymentGateway:
         settings.stripe_webhook_secret,
         api_base=settings.stripe_api_base,
         api_version=settings.stripe_api_version,
+        budget=settings.stripe_budget,
+        max_network_retries=settings.stripe_retries,
         clock=clock,
     )
 
@@ -166,13 +173,24 @@ def open_gateway(
     *,
     api_base: str | None = None,
     api_version: str | None = None,
+    budget: float = DEFAULT_BUDGET,
+    max_network_retries: int = DEFAULT_NETWORK_RETRIES,
     clock: Clock | None = None,
 ) -> PaymentGateway:
-    """Stripe with these credentials; without a secret key, webhooks verify and payments refuse."""
+    """Stripe with these credentials; without a secret key, webhooks verify and payments refuse.
+
+    ``budget`` bounds each Stripe call in seconds, its ``max_network_retries`` included.
+    """
     if secret_key is None:
         return UnconfiguredPaymentGateway(webhook_secret)
     return StripePaymentGateway(
-        secret_key, webhook_secret, api_base=api_base, api_version=api_version, clock=clock
+        secret_key,
+        webhook_secret,
+        api_base=api_base,
+        api_version=api_version,
+        budget=budget,
+        max_network_retries=max_network_retries,
+        clock=clock,
     )
 
 
@@ -183,8 +201,16 @@ def build_shop(
     clock: Clock,
     ids: IdSource,
 ) -> Shop:
-    """The bundle the buying use cases run on."""
-    return Shop(catalogue, backend.store, gateway, backend.keys, backend.journal, clock, ids)
+    """The bundle the buying use cases run on; concurrent checks of one intent share a call."""
+    return Shop(
+        catalogue,
+        backend.store,
+        SingleFlightPaymentGateway(gateway),
+        backend.keys,
+        backend.journal,
+        clock,
+        ids,
+    )
 
 
 DOCTOR_MONGO_TIMEOUT_MS = 3_000

@@ -15,6 +15,7 @@ from buytokens.entrypoints.composition import (
 )
 from buytokens.entrypoints.settings import Settings
 from buytokens.entrypoints.web.auth import Authenticator
+from buytokens.entrypoints.web.provider_lane import ProviderLane
 from buytokens.entrypoints.web.ratelimit import CheckoutRateLimiter
 
 
@@ -45,6 +46,21 @@ class Container(containers.DeclarativeContainer):
         ),
         settings,
         backend,
+    )
+    check_rate_limiter = providers.Singleton(
+        lambda settings, backend: CheckoutRateLimiter(
+            settings.rate_limit_checks_per_user,
+            settings.rate_limit_per_ip,
+            backend.rate_limit_storage,
+            action="check-payment-intent",
+            refusal="too many payment checks",
+        ),
+        settings,
+        backend,
+    )
+    provider_lane = providers.Singleton(
+        lambda settings: ProviderLane(settings.stripe_concurrency, settings.stripe_budget),
+        settings,
     )
 
 

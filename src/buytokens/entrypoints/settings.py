@@ -6,15 +6,22 @@ import ipaddress
 import math
 import os
 from collections.abc import Mapping
+from typing import TypeVar
 
 import attrs
 
+from buytokens.adapters.stripe_gateway import DEFAULT_BUDGET, DEFAULT_NETWORK_RETRIES
 from buytokens.domain.errors import ConfigurationError
-from buytokens.entrypoints.web.ratelimit import DEFAULT_PER_IP, DEFAULT_PER_USER
+from buytokens.entrypoints.web.ratelimit import (
+    DEFAULT_CHECKS_PER_USER,
+    DEFAULT_PER_IP,
+    DEFAULT_PER_USER,
+)
 
 STRIPE_JS_URL = "https://js.stripe.com/v3/"
 SQLITE_PATH = "./buytokens.sqlite3"
 RECOVERY_INTERVAL = 30.0  # seconds between passes that finish interrupted MongoDB writes
+STRIPE_CONCURRENCY = 8
 
 
 @attrs.frozen(repr=False)
@@ -36,6 +43,10 @@ class Settings:
     recovery_interval: float = RECOVERY_INTERVAL
     trusted_proxies: tuple[str, ...] = ()
     """Peers whose ``X-Forwarded-For`` names the client (IPs or CIDR networks); none by default."""
+    rate_limit_checks_per_user: str = DEFAULT_CHECKS_PER_USER
+    stripe_budget: float = DEFAULT_BUDGET
+    stripe_retries: int = DEFAULT_NETWORK_RETRIES
+    stripe_concurrency: int = STRIPE_CONCURRENCY
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -60,6 +71,16 @@ class Settings:
                 "BUYTOKENS_RECOVERY_INTERVAL", env.get("BUYTOKENS_RECOVERY_INTERVAL")
             ),
             trusted_proxies=parse_trusted_proxies(env.get("BUYTOKENS_TRUSTED_PROXIES", "")),
+            rate_limit_checks_per_user=env.get(
+                "BUYTOKENS_RATE_LIMIT_CHECKS_PER_USER", DEFAULT_CHECKS_PER_USER
+            ),
+            stripe_budget=_number(env, "BUYTOKENS_STRIPE_BUDGET", DEFAULT_BUDGET, float, 0.5, 60),
+            stripe_retries=_number(
+                env, "BUYTOKENS_STRIPE_RETRIES", DEFAULT_NETWORK_RETRIES, int, 0, 5
+            ),
+            stripe_concurrency=_number(
+                env, "BUYTOKENS_STRIPE_CONCURRENCY", STRIPE_CONCURRENCY, int, 1, 256
+            ),
         )
 
     def require(self, *names: str) -> None:
@@ -88,6 +109,24 @@ def parse_trusted_proxies(value: str) -> tuple[str, ...]:
                 f"BUYTOKENS_TRUSTED_PROXIES: {entry!r} is not an IP address or network"
             ) from None
     return entries
+
+
+N = TypeVar("N", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: N, kind: type[N], low: N, high: N) -> N:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw.strip())
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ConfigurationError(
+            f"{name} must be {'a whole' if kind is int else 'a'} number from {low} to {high}"
+        )
+    return value
 
 
 _FIELDS = {

@@ -19,6 +19,7 @@ from buytokens.domain.catalogue import (
 from buytokens.domain.checkout import IntentRequest, IntentSnapshot, ReceivedEvent
 from buytokens.domain.crediting import Disposition
 from buytokens.domain.errors import IdempotencyConflict, NotFound, RetryableError, UserError
+from buytokens.domain.events import AttemptOutcome
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import Purchase, PurchaseStatus
 from buytokens.ports.balances import BalanceRepository
@@ -143,11 +144,12 @@ def _create(
 def check_payment_intent(shop: Shop, user_id: str, payment_intent_id: str) -> IntentCheck:
     """Fetch the intent from the provider and apply it as the webhook would.
 
-    Only the purchaser may look; anyone else is told it does not exist.
+    Only the purchaser may look; anyone else is told it does not exist. A purchase
+    that has settled is answered from the store (see ``recorded_check``).
     """
-    purchase = shop.store.get_purchase(payment_intent_id)
-    if purchase is not None and purchase.user_id != user_id:
-        raise NotFound(f"no payment intent {payment_intent_id!r}")
+    purchase, recorded = _recorded(shop, user_id, payment_intent_id)
+    if recorded is not None:
+        return recorded
     snapshot = shop.gateway.retrieve_payment_intent(payment_intent_id)
     event = snapshot.event
     if purchase is None and (event is None or getattr(event, "user_id", None) != user_id):
@@ -157,6 +159,36 @@ def check_payment_intent(shop: Shop, user_id: str, payment_intent_id: str) -> In
         purchase = applied.purchase or purchase
     status = PurchaseStatus.PENDING if purchase is None else purchase.status
     return IntentCheck(status, shop.store.balance(user_id))
+
+
+def recorded_check(shop: Shop, user_id: str, payment_intent_id: str) -> IntentCheck | None:
+    """The return-page answer when the store alone can give it, without the provider.
+
+    That is when the user's purchase has settled: it succeeded (refunds and
+    disputes arrive as events of their own, never through the intent), it awaits
+    an operator's review, or its intent was canceled. A failed attempt has not
+    settled: the customer may still pay the same intent. None when only the
+    provider can tell; ``NotFound`` for another user's purchase.
+    """
+    return _recorded(shop, user_id, payment_intent_id)[1]
+
+
+def _recorded(
+    shop: Shop, user_id: str, payment_intent_id: str
+) -> tuple[Purchase | None, IntentCheck | None]:
+    purchase = shop.store.get_purchase(payment_intent_id)
+    if purchase is None:
+        return None, None
+    if purchase.user_id != user_id:
+        raise NotFound(f"no payment intent {payment_intent_id!r}")
+    settled = (
+        purchase.succeeded
+        or purchase.review_reason is not None
+        or purchase.attempt is AttemptOutcome.CANCELED
+    )
+    if not settled:
+        return purchase, None
+    return purchase, IntentCheck(purchase.status, shop.store.balance(user_id))
 
 
 def receive_webhook(shop: Shop, payload: bytes, signature_header: str | None) -> Applied:

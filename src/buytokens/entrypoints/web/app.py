@@ -20,6 +20,7 @@ from buytokens.domain.errors import (
     BuyTokensError,
     ConfigurationError,
     GatewayRejected,
+    GatewayTimeout,
     IdempotencyConflict,
     InvalidWebhook,
     NotFound,
@@ -47,6 +48,7 @@ _STATUS: tuple[tuple[type[BuyTokensError], int], ...] = (
     (IdempotencyConflict, 409),
     (UserError, 400),
     (ConfigurationError, 503),
+    (GatewayTimeout, 504),
     (RetryableError, 503),
     (GatewayRejected, 502),
 )
@@ -113,8 +115,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BuyTokensError)
     async def domain_error(request: Request, exc: BuyTokensError) -> JSONResponse:
         status = status_for(exc)
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
-        if status == 503:
+        headers = None
+        if isinstance(exc, RateLimited | RetryableError):
+            headers = {"Retry-After": str(exc.retry_after)}
+        elif status == 503:
             headers = {"Retry-After": "5"}
         if status >= 500:
             log.error("request failed: %s: %s", exc.code, exc.message)

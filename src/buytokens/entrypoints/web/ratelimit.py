@@ -14,6 +14,9 @@ from buytokens.domain.errors import BuyTokensError, ConfigurationError
 # A real buyer creates a handful of intents; a card-testing script creates hundreds.
 DEFAULT_PER_USER = "10/minute;40/hour"
 DEFAULT_PER_IP = "30/minute;200/hour"
+# The return-page check that has to ask Stripe: the page polls once a second
+# for half a minute; more than that is a script spending the account's API quota.
+DEFAULT_CHECKS_PER_USER = "60/minute;600/hour"
 
 
 class RateLimited(BuyTokensError):
@@ -31,7 +34,8 @@ class CheckoutRateLimiter:
 
     The sliding-window counter keeps two counters per key and window, so a hit
     costs the same however high a limit is set; a moving window would keep one
-    entry per hit.
+    entry per hit. ``action`` names what is counted (each action has counters of
+    its own); ``refusal`` opens the message of the 429.
     """
 
     def __init__(
@@ -39,6 +43,9 @@ class CheckoutRateLimiter:
         per_user: str = DEFAULT_PER_USER,
         per_ip: str = DEFAULT_PER_IP,
         storage_uri: str = "memory://",
+        *,
+        action: str = "create-payment-intent",
+        refusal: str = "too many payment attempts",
     ) -> None:
         try:
             self._per_user = limits.parse_many(per_user)
@@ -49,6 +56,8 @@ class CheckoutRateLimiter:
         if not isinstance(storage, Storage):
             raise ConfigurationError(f"rate limit storage must be synchronous: {storage_uri}")
         self._limiter = SlidingWindowCounterRateLimiter(storage)
+        self._action = action
+        self._refusal = refusal
 
     def __repr__(self) -> str:
         return f"CheckoutRateLimiter(per_user={self._per_user}, per_ip={self._per_ip})"
@@ -59,9 +68,7 @@ class CheckoutRateLimiter:
         if client_ip:
             checks += [(item, "ip", client_ip) for item in self._per_ip]
         for item, kind, key in checks:
-            if not self._limiter.hit(item, "create-payment-intent", kind, key):
-                stats = self._limiter.get_window_stats(item, "create-payment-intent", kind, key)
+            if not self._limiter.hit(item, self._action, kind, key):
+                stats = self._limiter.get_window_stats(item, self._action, kind, key)
                 retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-                raise RateLimited(
-                    f"too many payment attempts; try again in {retry_after} s", retry_after
-                )
+                raise RateLimited(f"{self._refusal}; try again in {retry_after} s", retry_after)

@@ -16,6 +16,7 @@ from buytokens.domain.errors import BuyTokensError
 from buytokens.domain.money import currency_exponent
 from buytokens.entrypoints.container import Container
 from buytokens.entrypoints.web.auth import AuthenticatedUser, Authenticator
+from buytokens.entrypoints.web.provider_lane import ProviderLane
 from buytokens.entrypoints.web.ratelimit import CheckoutRateLimiter
 from buytokens.entrypoints.web.schemas import (
     BalanceResponse,
@@ -38,6 +39,7 @@ from buytokens.services.checkout import (
     offered_methods,
     purchases_of,
     receive_webhook,
+    recorded_check,
 )
 
 WEBHOOK_MAX_BYTES = 1_000_000
@@ -83,6 +85,7 @@ async def current_user(
 
 User = Annotated[AuthenticatedUser, Depends(current_user)]
 ShopDep = Annotated[Shop, Depends(Provided[Container.shop])]
+LaneDep = Annotated[ProviderLane, Depends(Provided[Container.provider_lane])]
 
 
 @router.get("/healthz", response_model=HealthResponse, tags=["operations"])
@@ -129,7 +132,7 @@ def payment_methods(user: User, shop: ShopDep) -> PaymentMethodsResponse:
 @router.post(
     "/api/custom/stripe/create-payment-intent",
     response_model=CreateIntentResponse,
-    responses=_errors(400, 401, 402, 409, 422, 429, 502, 503),
+    responses=_errors(400, 401, 402, 409, 422, 429, 502, 503, 504),
     tags=["checkout"],
 )
 @inject
@@ -138,6 +141,7 @@ async def create_intent(
     request: Request,
     user: User,
     shop: ShopDep,
+    lane: LaneDep,
     limiter: Annotated[CheckoutRateLimiter, Depends(Provided[Container.rate_limiter])],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> CreateIntentResponse:
@@ -147,8 +151,8 @@ async def create_intent(
     same key for another package or method is a 409.
     """
     limiter.hit(user.id, request.client.host if request.client else None)
-    # Stripe and the store block: one worker thread for all of it.
-    created = await run_in_threadpool(
+    # Stripe may hang: on the lane's threads, never on the shared pool.
+    created = await lane.run(
         partial(
             create_payment_intent,
             shop,
@@ -172,17 +176,23 @@ async def create_intent(
 @router.get(
     "/api/custom/stripe/payment-intents/{payment_intent_id}",
     response_model=IntentStatusResponse,
-    responses=_errors(401, 404, 502, 503),
+    responses=_errors(401, 404, 429, 502, 503, 504),
     tags=["checkout"],
 )
 @inject
-def payment_intent_status(
+async def payment_intent_status(
     payment_intent_id: Annotated[str, Path(min_length=1, max_length=255)],
     user: User,
     shop: ShopDep,
+    lane: LaneDep,
+    limiter: Annotated[CheckoutRateLimiter, Depends(Provided[Container.check_rate_limiter])],
 ) -> IntentStatusResponse:
-    """The return-page check: fetch the intent from Stripe and credit it as the webhook would."""
-    check = check_payment_intent(shop, user.id, payment_intent_id)
+    """The return-page check: a settled purchase is answered from the store; otherwise
+    the intent is fetched from Stripe (limited per user) and credited as the webhook would."""
+    check = await run_in_threadpool(recorded_check, shop, user.id, payment_intent_id)
+    if check is None:
+        limiter.hit(user.id, None)
+        check = await lane.run(partial(check_payment_intent, shop, user.id, payment_intent_id))
     return IntentStatusResponse(status=check.status.value, tokenCredits=check.token_credits)
 
 

@@ -1,0 +1,215 @@
+"""The return-page check: settled purchases answer from the store; checks share Stripe calls."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from buytokens.adapters.memory import (
+    FixedClock,
+    InMemoryBalanceRepository,
+    InMemoryCheckoutKeys,
+    InMemoryEventJournal,
+    SequentialIdSource,
+)
+from buytokens.adapters.single_flight import SingleFlightPaymentGateway
+from buytokens.domain.catalogue import DEFAULT_CATALOGUE, PaymentMethod
+from buytokens.domain.checkout import IntentRequest
+from buytokens.domain.errors import GatewayUnavailable, NotFound
+from buytokens.domain.purchases import PurchaseStatus
+from buytokens.ports.payments import PaymentGateway
+from buytokens.services.checkout import (
+    IntentCheck,
+    Shop,
+    check_payment_intent,
+    create_payment_intent,
+    receive_webhook,
+    recorded_check,
+)
+from buytokens.testing.stripe_twin import InMemoryPaymentGateway
+from tests.support.gateways import GatedGateway
+
+PACKAGE = DEFAULT_CATALOGUE.get("package_500k")
+TOKENS = PACKAGE.tokens
+SETTLING: dict[str, Callable[[InMemoryPaymentGateway, str], list[dict[str, object]]]] = {
+    "succeeded": lambda stripe, intent: [stripe.succeed(intent)],
+    "refunded": lambda stripe, intent: [stripe.succeed(intent), stripe.refund(intent)],
+    "canceled": lambda stripe, intent: [stripe.cancel(intent)],
+}
+
+
+def _shop(gateway: PaymentGateway, clock: FixedClock) -> Shop:
+    return Shop(
+        DEFAULT_CATALOGUE,
+        InMemoryBalanceRepository(clock),
+        gateway,
+        InMemoryCheckoutKeys(),
+        InMemoryEventJournal(),
+        clock,
+        SequentialIdSource(),
+    )
+
+
+@pytest.fixture
+def stripe(clock: FixedClock) -> InMemoryPaymentGateway:
+    return InMemoryPaymentGateway(clock=clock)
+
+
+def _buy(shop: Shop, user: str = "alice") -> str:
+    return create_payment_intent(shop, user, "package_500k", "card").snapshot.id
+
+
+def _in_threads(
+    call: Callable[[], IntentCheck], count: int
+) -> tuple[list[object], Callable[[], None]]:
+    """Start ``count`` threads running ``call``; return their outcomes and a joiner."""
+    outcomes: list[object] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        try:
+            outcome: object = call()
+        except Exception as exc:  # collected for the test to inspect
+            outcome = exc
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+
+    def join() -> None:
+        for thread in threads:
+            thread.join(timeout=30)
+
+    return outcomes, join
+
+
+# -- the settled-purchase shortcut ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settle", "status"),
+    [
+        ("succeeded", PurchaseStatus.SUCCEEDED),
+        ("refunded", PurchaseStatus.REFUNDED),
+        ("canceled", PurchaseStatus.FAILED),
+    ],
+)
+def test_a_settled_purchase_is_answered_without_stripe(
+    stripe: InMemoryPaymentGateway, clock: FixedClock, settle: str, status: PurchaseStatus
+) -> None:
+    """Once the purchase has settled, the check answers from the store even with Stripe down."""
+    shop = _shop(stripe, clock)
+    intent = _buy(shop)
+    for event in SETTLING[settle](stripe, intent):
+        receive_webhook(shop, *stripe.signed_webhook(event))
+    stripe.make_unavailable()
+    expected = IntentCheck(status, shop.store.balance("alice"))
+    assert check_payment_intent(shop, "alice", intent) == expected
+    assert recorded_check(shop, "alice", intent) == expected
+    with pytest.raises(NotFound):
+        recorded_check(shop, "mallory", intent)
+    with pytest.raises(NotFound):
+        check_payment_intent(shop, "mallory", intent)
+
+
+def test_a_pending_or_failed_purchase_still_asks_stripe(
+    stripe: InMemoryPaymentGateway, clock: FixedClock
+) -> None:
+    """Only the provider can tell about a purchase that may still be paid."""
+    shop = _shop(stripe, clock)
+    pending, failed = _buy(shop), _buy(shop)
+    receive_webhook(shop, *stripe.signed_webhook(stripe.fail(failed)))
+    assert recorded_check(shop, "alice", pending) is None
+    assert recorded_check(shop, "alice", failed) is None
+    assert recorded_check(shop, "alice", "pi_never_stored") is None
+    stripe.make_unavailable()
+    for intent in (pending, failed):
+        with pytest.raises(GatewayUnavailable):
+            check_payment_intent(shop, "alice", intent)
+    stripe.make_available()
+    stripe.succeed(failed)  # the customer paid the same intent with another card
+    assert check_payment_intent(shop, "alice", failed).status is PurchaseStatus.SUCCEEDED
+
+
+# -- single flight ----------------------------------------------------------------------------
+
+
+def test_concurrent_checks_of_one_intent_share_one_stripe_call(
+    stripe: InMemoryPaymentGateway, clock: FixedClock
+) -> None:
+    """Ten checks at once of one intent reach Stripe once, and all see its answer."""
+    gated = GatedGateway(stripe)
+    shop = _shop(SingleFlightPaymentGateway(gated), clock)
+    intent = _buy(shop)
+    stripe.succeed(intent)
+    outcomes, join = _in_threads(lambda: check_payment_intent(shop, "alice", intent), 10)
+    assert gated.wait_for_calls(1)
+    time.sleep(0.5)  # the other nine join the call in flight meanwhile
+    gated.release()
+    join()
+    assert gated.calls == 1
+    assert outcomes == [IntentCheck(PurchaseStatus.SUCCEEDED, TOKENS)] * 10
+    assert shop.store.balance("alice") == TOKENS
+
+
+def test_a_failure_reaches_every_check_that_shared_the_call(
+    stripe: InMemoryPaymentGateway, clock: FixedClock
+) -> None:
+    """The shared call's error is every waiter's error; the next check asks afresh."""
+    gated = GatedGateway(stripe)
+    shop = _shop(SingleFlightPaymentGateway(gated), clock)
+    intent = _buy(shop)
+    stripe.make_unavailable(calls=1)
+    outcomes, join = _in_threads(lambda: check_payment_intent(shop, "alice", intent), 5)
+    assert gated.wait_for_calls(1)
+    time.sleep(0.5)
+    gated.release()
+    join()
+    assert gated.calls == 1
+    assert [type(o) for o in outcomes] == [GatewayUnavailable] * 5
+    assert check_payment_intent(shop, "alice", intent).status is PurchaseStatus.PENDING
+    assert gated.calls == 2
+
+
+def test_checks_of_different_intents_do_not_wait_for_each_other(
+    stripe: InMemoryPaymentGateway, clock: FixedClock
+) -> None:
+    """Each intent has its own call in flight."""
+    gated = GatedGateway(stripe)
+    shop = _shop(SingleFlightPaymentGateway(gated), clock)
+    first, second = _buy(shop), _buy(shop, "bob")
+    alice, join_alice = _in_threads(lambda: check_payment_intent(shop, "alice", first), 1)
+    bob, join_bob = _in_threads(lambda: check_payment_intent(shop, "bob", second), 1)
+    assert gated.wait_for_calls(2)
+    gated.release()
+    join_alice()
+    join_bob()
+    assert alice == bob == [IntentCheck(PurchaseStatus.PENDING, 0)]
+
+
+def test_a_shared_call_never_shares_the_owners_answer(
+    stripe: InMemoryPaymentGateway, clock: FixedClock
+) -> None:
+    """For an intent only Stripe knows, a stranger sharing the call is still told 404."""
+    gated = GatedGateway(stripe)
+    shop = _shop(SingleFlightPaymentGateway(gated), clock)
+    intent = stripe.create_payment_intent(
+        IntentRequest("elsewhere-1", "alice", PACKAGE, PaymentMethod.CARD)
+    ).id
+    stripe.succeed(intent)
+    alice, join_alice = _in_threads(lambda: check_payment_intent(shop, "alice", intent), 1)
+    mallory, join_mallory = _in_threads(lambda: check_payment_intent(shop, "mallory", intent), 1)
+    assert gated.wait_for_calls(1)
+    time.sleep(0.5)
+    gated.release()
+    join_alice()
+    join_mallory()
+    assert gated.calls == 1
+    assert alice == [IntentCheck(PurchaseStatus.SUCCEEDED, TOKENS)]
+    assert [type(o) for o in mallory] == [NotFound]
+    assert shop.store.balance("mallory") == 0
