@@ -10,7 +10,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from buytokens.entrypoints.settings import Settings
-from buytokens.entrypoints.web.page import build_page_router, content_security_policy, render_page
+from buytokens.entrypoints.web.page import (
+    PAGE_MODULES,
+    build_page_router,
+    content_security_policy,
+    render_page,
+    static_dir,
+)
+from buytokens.testing.demo import LOCALSTRIPE_BRIDGE_URL
 
 TEMPLATE = (
     '<script id="c" type="application/json">{{CONFIG}}</script>'
@@ -74,5 +81,29 @@ def test_only_the_pages_own_assets_are_served(tmp_path: Path) -> None:
     script = client.get("/buy-tokens/static/buy-tokens.js")
     assert script.status_code == 200
     assert script.headers["content-type"].startswith("text/javascript")
-    for name in ("buy-tokens.html", "..%2Fsettings.py", "nope.js"):
+    for name in ("buy-tokens.html", "..%2Fsettings.py", "nope.js", "localstripe-bridge.js"):
         assert client.get(f"/buy-tokens/static/{name}").status_code == 404
+    assert client.get(LOCALSTRIPE_BRIDGE_URL).status_code == 404  # the demo's, never serve's
+
+
+_IMPORT = re.compile(r"""^(?:import|export)\b[^;]*?\bfrom\s+'([^']+)'""", re.MULTILINE | re.DOTALL)
+
+
+def test_every_module_the_page_imports_is_served_and_preloaded(tmp_path: Path) -> None:
+    """Each relative import names a served module; no module in the folder is left unserved."""
+    client = _client(tmp_path)
+    shell = client.get("/buy-tokens").text
+    imported: set[str] = set()
+    for name in PAGE_MODULES:
+        response = client.get(f"/buy-tokens/static/{name}")
+        assert response.status_code == 200, name
+        assert response.headers["content-type"].startswith("text/javascript")
+        assert response.headers["Cache-Control"] == "no-cache"
+        assert f'<link rel="modulepreload" href="/buy-tokens/static/{name}">' in shell
+        imported.update(_IMPORT.findall(response.text))
+    assert imported, "the entry imports its modules"
+    assert all(spec.startswith("./") for spec in imported), imported
+    assert {spec.removeprefix("./") for spec in imported} <= set(PAGE_MODULES)
+    on_disk = {entry.name for entry in static_dir().iterdir() if entry.name.endswith(".js")}
+    assert on_disk == set(PAGE_MODULES)
+    assert '<script type="module" src="/buy-tokens/static/buy-tokens.js">' in shell

@@ -1,4 +1,7 @@
-"""The Buy Tokens page: one server-rendered HTML shell, a small ES module and a stylesheet.
+"""The Buy Tokens page: one server-rendered HTML shell, native ES modules and a stylesheet.
+
+The modules (``PAGE_MODULES``, entry ``buy-tokens.js``) are served as written, without a
+build step; the shell preloads them all so the browser fetches them in parallel.
 
 The page talks only to the JSON routes under ``/api/custom`` and to Stripe.js; card
 details go from Stripe's card element straight to Stripe and never reach this server.
@@ -57,8 +60,23 @@ from buytokens.entrypoints.settings import STRIPE_JS_URL, Settings
 PAGE_PATH = "/buy-tokens"
 STATIC_PATH = f"{PAGE_PATH}/static"
 
+PAGE_MODULES = (
+    "buy-tokens.js",
+    "state.js",
+    "i18n.js",
+    "money.js",
+    "session.js",
+    "api.js",
+    "render.js",
+    "dialog.js",
+    "account.js",
+    "pay.js",
+)
+"""The page's ES modules, the entry first; each imports others only from this list."""
+
+_JS = "text/javascript; charset=utf-8"
 _STATIC_FILES = {
-    "buy-tokens.js": "text/javascript; charset=utf-8",
+    **dict.fromkeys(PAGE_MODULES, _JS),
     "buy-tokens.css": "text/css; charset=utf-8",
 }
 _EXTRA_SCRIPTS_STATE = "buy_tokens_extra_scripts"
@@ -127,8 +145,12 @@ def render_page(
     scripts = "\n".join(
         f'  <script src="{html.escape(url, quote=True)}"></script>' for url in extra_scripts
     )
+    preloads = "\n".join(
+        f'  <link rel="modulepreload" href="{STATIC_PATH}/{name}">' for name in PAGE_MODULES
+    )
     return (
-        template.replace("{{STATIC}}", STATIC_PATH)
+        template.replace("{{MODULE_PRELOADS}}", preloads)
+        .replace("{{STATIC}}", STATIC_PATH)
         .replace("{{STRIPE_JS_URL}}", html.escape(stripe_js_url, quote=True))
         .replace("{{EXTRA_SCRIPTS}}", scripts)
         .replace("{{CONFIG}}", config_json)
