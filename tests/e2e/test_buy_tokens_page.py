@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
 
 from buytokens.testing.demo import Demo, running_demo
 
@@ -386,6 +386,38 @@ def test_a_network_failure_says_so_and_leaves_pay_usable(shopper: Shopper) -> No
     expect(page.locator("#bt-error")).to_have_text("网络连接失败，请检查网络后重试。")
     expect(page.locator("#bt-pay")).to_be_enabled()
     assert shopper.balance() == 0
+
+
+def test_a_busy_return_check_is_waited_out_and_the_payment_still_succeeds(
+    shopper: Shopper,
+) -> None:
+    """503 and 429 with Retry-After from the return check (Stripe slow): the page keeps
+    waiting as asked and shows the success once the check answers."""
+    page = shopper.open()
+    refused: list[int] = []
+
+    def busy_twice(route: Route) -> None:
+        if len(refused) < 2:
+            status = (503, 429)[len(refused)]
+            refused.append(status)
+            route.fulfill(
+                status=status,
+                headers={"Retry-After": "1", "Content-Type": "application/json"},
+                body=json.dumps(
+                    {"success": False, "error": {"code": "gateway_busy", "message": "busy"}}
+                ),
+            )
+            return
+        route.continue_()
+
+    page.route("**/api/custom/stripe/payment-intents/*", busy_twice)
+    shopper.open_dialog()
+    shopper.choose("package_500k")
+    shopper.enter_card(SUCCESS_CARD)
+    page.locator("#bt-pay").click()
+    expect(page.locator("#bt-status")).to_contain_text("支付成功", timeout=30_000)
+    assert refused == [503, 429]
+    assert shopper.balance() == 500_000
 
 
 def test_duplicate_webhook_deliveries_do_not_add_tokens_twice(shopper: Shopper) -> None:

@@ -10,11 +10,18 @@ export class ApiError extends Error {
    * @param {number} status
    * @param {string} code
    * @param {string} message
+   * @param {number | null} [retryAfter] seconds the server asked us to wait (``Retry-After``)
    */
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.retryAfter = retryAfter;
+  }
+
+  /** Whether asking again later may succeed: rate-limited, or the server is busy waiting. */
+  get retryable() {
+    return [429, 503, 504].includes(this.status);
   }
 }
 
@@ -84,8 +91,9 @@ async function send(method, path, body, headers, token) {
   const payload = await response.json().catch(() => ({}));
   if (!response.ok || payload.success === false) {
     const error = payload.error || {};
+    const retryAfter = Number.parseInt(response.headers.get('Retry-After') || '', 10);
     throw new ApiError(response.status, error.code || 'http_' + response.status,
-      error.message || response.statusText);
+      error.message || response.statusText, Number.isFinite(retryAfter) ? retryAfter : null);
   }
   return payload;
 }

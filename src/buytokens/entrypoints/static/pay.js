@@ -6,7 +6,7 @@
 // below are those of @stripe/stripe-js for Stripe.js v3, used only to check this file.
 
 import { handleAuthFailure, refreshHistory } from './account.js';
-import { NetworkError, api } from './api.js';
+import { ApiError, NetworkError, api } from './api.js';
 import { dialogIsOpen, openDialog } from './dialog.js';
 import { t } from './i18n.js';
 import { formatGrouped } from './money.js';
@@ -36,6 +36,7 @@ import { state } from './state.js';
 const PENDING_KEY = 'buytokens.pendingIntent';
 const POLL_INTERVAL_MS = 1000;
 const POLL_ATTEMPTS = 30;
+const MAX_BACKOFF_MS = 10000;
 
 /**
  * Stripe.js with the publishable key, and its card element in the dialog; a notice instead
@@ -170,8 +171,13 @@ async function waitForCredit(paymentIntentId, purchased = null) {
     try {
       answer = await api('GET', '/stripe/payment-intents/' + encodeURIComponent(paymentIntentId));
     } catch (error) {
-      if (!(error instanceof NetworkError)) throw error;
-      await sleep(POLL_INTERVAL_MS);
+      if (error instanceof NetworkError) {
+        await sleep(POLL_INTERVAL_MS);
+        continue;
+      }
+      // Busy or rate-limited (Stripe slow, many checks): keep waiting, as long as asked.
+      if (!(error instanceof ApiError) || !error.retryable) throw error;
+      await sleep(Math.min(Math.max(POLL_INTERVAL_MS, (error.retryAfter ?? 0) * 1000), MAX_BACKOFF_MS));
       continue;
     }
     if (typeof answer.tokenCredits === 'number') {
