@@ -408,6 +408,9 @@ class _StoreThatFailsFor:
     def ledger(self, user_id: str, limit: int = 100) -> Sequence[LedgerEntry]:
         return self.inner.ledger(user_id, limit)
 
+    def purchase_ledger(self, payment_intent_id: str) -> Sequence[LedgerEntry]:
+        return self.inner.purchase_ledger(payment_intent_id)
+
 
 def test_an_event_that_cannot_be_stored_fails_alone_and_the_next_run_applies_it(
     twin: InMemoryPaymentGateway, clock: FixedClock

@@ -252,16 +252,18 @@ def test_a_lost_dispute_keeps_the_tokens_back(shop: _Harness) -> None:
     assert shop.status() is PurchaseStatus.DISPUTED
 
 
-def test_a_release_and_a_takeback_in_one_step_settle_without_false_shortfall(
-    shop: _Harness,
-) -> None:
-    """When a refund supersedes a dispute hold, the release is applied before the take-back."""
+def test_a_refund_of_money_a_chargeback_already_took_moves_no_tokens(shop: _Harness) -> None:
+    """The hold becomes the refund's share: no release and take-back, and winning gives nothing."""
     shop.apply(_succeeded())
     shop.apply(_dispute(DisputeState.OPEN))
     assert shop.store.balance("alice") == 0
     applied = shop.apply(_refund(3_500))
-    assert [e.requested for e in applied.entries] == [TOKENS, -TOKENS]
-    assert all(e.shortfall == 0 for e in applied.entries)
+    assert applied.disposition is Disposition.APPLIED
+    assert applied.entries == ()
+    purchase = shop.store.get_purchase("pi_1")
+    assert purchase is not None
+    assert (purchase.tokens_refunded, purchase.tokens_held) == (TOKENS, 0)
+    assert shop.apply(_dispute(DisputeState.WON)).entries == ()
     assert shop.store.balance("alice") == 0
 
 
