@@ -95,6 +95,18 @@ class MoneyOracle:
         left = min(price, payment.refunded + kept_by_disputes)
         return math.ceil(Fraction(package.tokens * (price - left), price))
 
+    def in_dispute(self, payment_intent_id: str) -> bool:
+        """Whether a dispute over the payment is open, or was lost."""
+        payment = self._payments.get(payment_intent_id)
+        return payment is not None and any(
+            d.final is None or d.final not in _MONEY_BACK for d in payment.disputes.values()
+        )
+
+    def refunded(self, payment_intent_id: str) -> int:
+        """The cumulative refund received."""
+        payment = self._payments.get(payment_intent_id)
+        return 0 if payment is None else payment.refunded
+
     def user_of(self, payment_intent_id: str) -> str | None:
         """Whom the payment's metadata names, once its success is known."""
         payment = self._payments.get(payment_intent_id)
