@@ -8,7 +8,7 @@ import pytest
 
 from buytokens.adapters.memory import FixedClock, InMemoryBalanceRepository, SequentialIdSource
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
-from buytokens.domain.crediting import Disposition
+from buytokens.domain.crediting import Disposition, credit_key, taken_back
 from buytokens.domain.errors import NotFound, UserError
 from buytokens.domain.events import (
     AttemptOutcome,
@@ -19,7 +19,7 @@ from buytokens.domain.events import (
     PaymentEvent,
     PaymentSucceeded,
 )
-from buytokens.domain.ledger import EntryKind
+from buytokens.domain.ledger import EntryKind, LedgerEntry
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import Purchase, PurchaseStatus
 from buytokens.services.crediting import (
@@ -334,3 +334,147 @@ def test_approval_needs_a_flagged_purchase_with_a_known_package(
     with pytest.raises(UserError, match="use `buytokens grant`"):
         approve_purchase("pi_odd", "x", store, clock)
     assert store.balance("bob") == TOKENS
+
+
+def test_ledger_entries_carry_their_documented_keys_and_reasons(
+    shop: _Harness, clock: FixedClock
+) -> None:
+    """purchase:<intent>, refund:<intent>:<version>, dispute:<intent>:<version>, with reasons."""
+    shop.apply(_succeeded())
+    clock.advance(timedelta(seconds=1))
+    shop.apply(_refund(700))
+    shop.apply(_dispute(DisputeState.OPEN, amount=1_750))
+    shop.apply(_dispute(DisputeState.WON, amount=1_750))
+    entries = [(e.key, e.kind, e.requested, e.reason) for e in reversed(shop.store.ledger("alice"))]
+    assert entries == [
+        ("purchase:pi_1", EntryKind.PURCHASE, TOKENS, "bought package_500k"),
+        ("refund:pi_1:2", EntryKind.REFUND, -100_000, "refund of 700 minor units"),
+        ("dispute:pi_1:3", EntryKind.DISPUTE, -250_000, "dispute hold"),
+        ("dispute:pi_1:4", EntryKind.DISPUTE, 250_000, "dispute released"),
+    ]
+    assert all(e.payment_intent_id == "pi_1" for e in shop.store.ledger("alice"))
+    assert all(e.user_id == "alice" for e in shop.store.ledger("alice"))
+
+
+def test_every_transition_is_stamped_with_the_time_it_was_decided(
+    shop: _Harness, clock: FixedClock
+) -> None:
+    """updated_at follows the clock through success, refund, dispute and approval."""
+    for seconds, event in enumerate([_succeeded(amount=Money(1, "cny")), _refund(700)], 1):
+        clock.advance(timedelta(seconds=seconds))
+        shop.apply(event)
+        assert shop.store.get_purchase("pi_1").updated_at == clock.now()  # type: ignore[union-attr]
+    clock.advance(timedelta(seconds=5))
+    approve_purchase("pi_1", "paid by bank transfer", shop.store, clock)
+    approved = shop.store.get_purchase("pi_1")
+    assert approved is not None
+    assert (approved.updated_at, approved.review_reason, approved.version) == (clock.now(), None, 3)
+    clock.advance(timedelta(seconds=5))
+    shop.apply(_dispute(DisputeState.OPEN))
+    assert shop.store.get_purchase("pi_1").updated_at == clock.now()  # type: ignore[union-attr]
+
+
+def test_an_approval_settles_known_refunds_and_chargebacks_with_the_credit(
+    shop: _Harness, clock: FixedClock
+) -> None:
+    """Approving after a refund and a chargeback credits, then takes both shares back at once."""
+    shop.apply(_succeeded(amount=Money(3_499, "cny")))
+    shop.apply(_refund(700))
+    shop.apply(_dispute(DisputeState.OPEN, amount=1_750))
+    applied = approve_purchase("pi_1", "ok", shop.store, clock)
+    assert [(e.kind, e.applied) for e in applied.entries] == [
+        (EntryKind.PURCHASE, TOKENS),
+        (EntryKind.REFUND, -100_000),
+        (EntryKind.DISPUTE, -250_000),
+    ]
+    assert applied.entries[0].reason == "approved after review: ok"
+    assert shop.store.balance("alice") == 150_000
+    shop.apply(_dispute(DisputeState.WON, amount=1_750))
+    assert shop.store.balance("alice") == 400_000
+
+
+def test_a_purchase_flagged_after_its_credit_is_cleared_by_approval_without_a_second_credit(
+    shop: _Harness, clock: FixedClock
+) -> None:
+    """A refund in another currency flags a credited purchase; approving credits nothing again."""
+    shop.apply(_succeeded())
+    applied = shop.apply(ChargeRefunded("evt_usd", "pi_1", Money(100, "usd"), T0))
+    assert applied.disposition is Disposition.NEEDS_REVIEW
+    assert applied.reason == "refund in usd for a cny payment"
+    assert shop.apply(ChargeRefunded("evt_usd2", "pi_1", Money(200, "usd"), T0)).disposition is (
+        Disposition.DUPLICATE
+    )
+    cleared = approve_purchase("pi_1", "refund was in cny after all", shop.store, clock)
+    assert cleared.entries == ()
+    assert shop.status() is PurchaseStatus.SUCCEEDED
+    assert shop.store.balance("alice") == TOKENS
+
+
+def test_refusals_say_what_is_wrong(
+    shop: _Harness, store: InMemoryBalanceRepository, clock: FixedClock
+) -> None:
+    """Each refusal has its own message and code."""
+    ids = SequentialIdSource()
+    for user, tokens, reason, message in [
+        (" ", 5, "x", "user id must not be empty"),
+        ("u", 0, "x", "tokens must not be zero"),
+        ("u", 5, " ", "a reason is required for the audit trail"),
+    ]:
+        with pytest.raises(UserError, match=f"^{message}$"):
+            grant_tokens(user, tokens, reason, store, ids)
+    with pytest.raises(NotFound, match=r"^no purchase with that payment intent id$"):
+        approve_purchase("pi_none", "x", store, clock)
+    shop.apply(_succeeded())
+    with pytest.raises(UserError) as not_flagged:
+        approve_purchase("pi_1", "x", store, clock)
+    assert not_flagged.value.code == "not_in_review"
+    assert str(not_flagged.value) == "purchase pi_1 is not awaiting review (it is succeeded)"
+    shop.apply(_succeeded("pi_2", amount=Money(1, "cny")))
+    with pytest.raises(UserError, match=r"^a reason is required for the audit trail$"):
+        approve_purchase("pi_2", "  ", store, clock)
+    shop.apply(_succeeded("pi_3", package="package_free"))
+    with pytest.raises(UserError) as unknown:
+        approve_purchase("pi_3", "x", store, clock)
+    assert unknown.value.code == "not_approvable"
+    assert str(unknown.value).startswith(
+        "purchase pi_3 cannot be credited from its own record (unknown package 'package_free')"
+    )
+
+
+def test_a_grant_is_an_admin_entry_with_its_key_and_trimmed_reason(
+    store: InMemoryBalanceRepository,
+) -> None:
+    """The entry says admin, carries the operator's key and the reason without padding."""
+    entry = grant_tokens("erin", 7, "  promo  ", store, SequentialIdSource("g"), key="k-1")
+    assert (entry.key, entry.kind, entry.reason, entry.requested) == (
+        "admin:k-1",
+        EntryKind.ADMIN,
+        "promo",
+        7,
+    )
+    assert grant_tokens("erin", 1, "r", store, SequentialIdSource("g")).key == "admin:g-1"
+
+
+def test_the_credit_key_is_one_per_payment_intent() -> None:
+    """The ledger key of a purchase credit is purchase:<intent id>."""
+    assert credit_key("pi_42") == "purchase:pi_42"
+
+
+@pytest.mark.parametrize(
+    ("entries", "taken"),
+    [
+        ([], 0),
+        ([(EntryKind.PURCHASE, 500), (EntryKind.ADMIN, -40)], 0),
+        ([(EntryKind.REFUND, -100), (EntryKind.DISPUTE, -70)], 170),
+        ([(EntryKind.DISPUTE, -70), (EntryKind.DISPUTE, 70)], 0),
+    ],
+)
+def test_taken_back_counts_what_refund_and_dispute_entries_applied(
+    entries: list[tuple[EntryKind, int]], taken: int
+) -> None:
+    """Applied amounts of take-backs and give-backs count; credits and grants do not."""
+    ledger = [
+        LedgerEntry(f"k{i}", "u", kind, applied - 5, applied, 5, 0, T0)
+        for i, (kind, applied) in enumerate(entries)
+    ]
+    assert taken_back(ledger) == taken
