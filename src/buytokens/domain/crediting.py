@@ -336,9 +336,9 @@ def _rebalance(
 
 def _takeback_targets(purchase: Purchase) -> tuple[int, int]:
     """The refunded share, and what disputes hold beyond it; together at most the credit."""
-    credited = purchase.tokens_credited
-    if credited == 0 or purchase.price is None:
+    if purchase.price is None:
         return 0, 0
+    credited = purchase.tokens_credited
     paid = purchase.price.amount
     refunded = min(purchase.amount_refunded, paid)
     withheld = sum(d.amount for d in purchase.disputes if d.state.holds_money)
