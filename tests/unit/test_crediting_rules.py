@@ -417,6 +417,7 @@ def test_an_approval_settles_known_refunds_and_chargebacks_with_the_credit(
         (EntryKind.DISPUTE, -250_000),
     ]
     assert applied.entries[0].reason == "approved after review: ok"
+    assert all(e.payment_intent_id == "pi_1" for e in applied.entries)
     assert shop.store.balance("alice") == 150_000
     shop.apply(_dispute(DisputeState.WON, amount=1_750))
     assert shop.store.balance("alice") == 400_000
@@ -427,6 +428,7 @@ def test_a_purchase_flagged_after_its_credit_is_cleared_by_approval_without_a_se
 ) -> None:
     """A refund in another currency flags a credited purchase; approving credits nothing again."""
     shop.apply(_succeeded())
+    clock.advance(timedelta(seconds=1))
     applied = shop.apply(ChargeRefunded("evt_usd", "pi_1", Money(100, "usd"), T0))
     assert applied.disposition is Disposition.NEEDS_REVIEW
     assert applied.reason == "refund in usd for a cny payment"
