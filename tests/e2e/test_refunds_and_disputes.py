@@ -224,3 +224,30 @@ def test_a_dispute_over_a_partly_refunded_purchase_holds_only_what_is_left(stack
     [hold] = _entries(stack, "alice", EntryKind.DISPUTE)
     assert hold.applied == -(TOKENS - _share(1_000))
     _assert_balance_is_the_ledger_sum(stack, "alice")
+
+
+def test_an_inquiry_holds_nothing_and_its_escalation_is_given_back_once_when_won(
+    stack: Stack,
+) -> None:
+    """Inquiry, funds withdrawn, reinstated, won, through the webhook: spent tokens stay spent."""
+    pi = _paid(stack, "alice")
+    inquiry = stack.gateway.open_dispute(pi, inquiry=True)
+    assert _outcomes(stack, inquiry) == ["applied"]
+    assert stack.balance("alice") == TOKENS
+    assert _status(stack, "alice", pi) == "disputed"
+
+    grant_tokens("alice", -100_000, "chat usage", stack.container.store(), stack.container.ids())
+    withdrawn = stack.gateway.withdraw_funds(inquiry)
+    reinstated = stack.gateway.reinstate_funds(inquiry)
+    won = stack.gateway.close_dispute(inquiry, "won")
+    assert _outcomes(stack, withdrawn, withdrawn) == ["applied", "duplicate"]
+    assert stack.balance("alice") == 0
+    assert _outcomes(stack, reinstated, won, withdrawn, reinstated) == [
+        "applied",
+        "applied",
+        "duplicate",
+        "duplicate",
+    ]
+    assert stack.balance("alice") == TOKENS - 100_000
+    assert _status(stack, "alice", pi) == "succeeded"
+    _assert_balance_is_the_ledger_sum(stack, "alice")

@@ -73,9 +73,8 @@ def test_every_field_of_a_purchase_round_trips(store: BalanceRepository, clock: 
         attempt=AttemptOutcome.FAILED,
         attempt_at=clock.now() + timedelta(seconds=3),
         amount_refunded=250,
-        disputes=(
-            DisputeRecord("dp_1", 500, DisputeState.OPEN),
-            DisputeRecord("dp_2", 1, DisputeState.WON),
+        disputes=tuple(
+            DisputeRecord(f"dp_{i}", 500 + i, state) for i, state in enumerate(DisputeState)
         ),
         review_reason="paid 1 cny but the package costs 1000 cny",
         tokens_credited=100_000,
@@ -182,6 +181,30 @@ def test_a_takeback_never_drives_a_balance_below_zero(
         0,
     )
     assert store.balance("alice") == 0
+
+
+def test_a_purchase_ledger_lists_its_own_applied_entries_oldest_first(
+    store: BalanceRepository, clock: FixedClock
+) -> None:
+    """Only the purchase's entries, with what was applied and the shortfall, in order."""
+    first = _commit_credit(store, clock)
+    _commit_credit(store, clock, "pi_2")
+    store.record_adjustment(
+        LedgerChange("admin:spent", "alice", EntryKind.ADMIN, -150_000, reason="spent")
+    )
+    held = attrs.evolve(first, version=2, tokens_held=100_000)
+    store.commit(
+        PurchaseTransition(
+            1, held, (LedgerChange("dispute:pi_1:2", "alice", EntryKind.DISPUTE, -100_000, "pi_1"),)
+        )
+    )
+    entries = store.purchase_ledger("pi_1")
+    assert [(e.key, e.requested, e.applied, e.shortfall) for e in entries] == [
+        (credit_key("pi_1"), 100_000, 100_000, 0),
+        ("dispute:pi_1:2", -100_000, -50_000, 50_000),
+    ]
+    assert [e.key for e in store.purchase_ledger("pi_2")] == [credit_key("pi_2")]
+    assert list(store.purchase_ledger("pi_none")) == []
 
 
 def test_adjustments_apply_once_per_key(store: BalanceRepository) -> None:

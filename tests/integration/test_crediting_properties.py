@@ -1,8 +1,11 @@
-"""Random delivery histories against every store, checked against a plain-dict model.
+"""Random delivery histories against every store, checked against the money oracle.
 
-Stripe's world is modelled as a pool of events it has emitted; any emitted event
-may be delivered at any time, any number of times. The model derives what must
-be true from the *set* of events delivered, so every order must agree with it.
+Stripe's world is modelled as a pool of events it has emitted (Stripe-shaped
+JSON); any emitted event may be delivered at any time, any number of times,
+through the webhook's journalled path. Operators approve flagged purchases and
+grant or deduct tokens in between. What must be true comes from
+``tests.support.money_oracle`` (written from the contract, not from the rules
+under test) fed with the *set* of events delivered, so every order must agree.
 """
 
 from __future__ import annotations
@@ -17,23 +20,26 @@ from pathlib import Path
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from buytokens.adapters.memory import FixedClock
+from buytokens.adapters.memory import (
+    FixedClock,
+    InMemoryCheckoutKeys,
+    InMemoryEventJournal,
+    SequentialIdSource,
+)
+from buytokens.adapters.stripe_events import translate_event
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.crediting import credit_key
-from buytokens.domain.events import (
-    AttemptOutcome,
-    ChargeRefunded,
-    DisputeChanged,
-    DisputeState,
-    PaymentAttempted,
-    PaymentEvent,
-    PaymentSucceeded,
-)
-from buytokens.domain.ledger import EntryKind, LedgerChange
-from buytokens.domain.money import Money
+from buytokens.domain.errors import UserError
+from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry
 from buytokens.domain.purchases import Purchase, PurchaseStatus
-from buytokens.services.crediting import apply_payment_event
+from buytokens.services.checkout import Shop, apply_received_event
+from buytokens.services.crediting import approve_purchase
+from buytokens.testing.stripe_twin import InMemoryPaymentGateway
+from tests.support import stripe_json
+from tests.support.histories import DISPUTE_STORIES, REFUND, oracle_packages
+from tests.support.money_oracle import MoneyOracle
 from tests.support.stores import STORES
+from tests.support.stripe_json import StripeJson
 
 USERS = ("u1", "u2", "u3", "u4", "507f1f77bcf86cd799439011")
 PACKAGES = list(DEFAULT_CATALOGUE)
@@ -41,65 +47,20 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 class _Intent:
-    """Stripe's side of one payment intent, and what of it has been delivered."""
+    """Stripe's side of one payment intent."""
 
     def __init__(self, pi: str, user: str, package_index: int, ours: bool, tampered: bool) -> None:
-        package = PACKAGES[package_index]
-        self.pi, self.user, self.package, self.ours, self.tampered = (
-            pi,
-            user,
-            package,
-            ours,
-            tampered,
-        )
-        self.paid = Money(package.price.amount + (1 if tampered else 0), package.price.currency)
+        self.pi, self.user, self.ours, self.tampered = pi, user, ours, tampered
+        self.package = PACKAGES[package_index]
         self.refunded = 0  # Stripe's cumulative refund so far
-        self.disputes: dict[str, int] = {}  # dispute id -> amount
-        # delivered facts
+        self.disputes = 0
         self.got_success = False
-        self.got_refund = 0
-        self.got_disputes: dict[str, DisputeState] = {}
-        self.got_attempt: tuple[datetime, AttemptOutcome] | None = None
-
-    @property
-    def credited(self) -> int:
-        return self.package.tokens if self.got_success and not self.tampered else 0
-
-    def targets(self) -> tuple[int, int]:
-        credited, paid = self.credited, self.package.price.amount
-        if credited == 0:
-            return 0, 0
-        refund = credited * min(self.got_refund, paid) // paid
-        disputed = sum(
-            self.disputes[d] for d, s in self.got_disputes.items() if s is not DisputeState.WON
-        )
-        return refund, min(credited - refund, credited * min(disputed, paid) // paid)
-
-    def expected_status(self) -> PurchaseStatus | None:
-        if self.got_success:
-            if self.tampered:
-                return PurchaseStatus.NEEDS_REVIEW
-            if any(s is not DisputeState.WON for s in self.got_disputes.values()):
-                return PurchaseStatus.DISPUTED
-            if self.got_refund >= self.package.price.amount:
-                return PurchaseStatus.REFUNDED
-            return (
-                PurchaseStatus.PARTIALLY_REFUNDED if self.got_refund else PurchaseStatus.SUCCEEDED
-            )
-        if not self.ours:
-            return None  # attempts on intents we never stored are ignored until success
-        if self.got_attempt is None:
-            return PurchaseStatus.PENDING
-        outcome = self.got_attempt[1]
-        return (
-            PurchaseStatus.PROCESSING
-            if outcome is AttemptOutcome.PROCESSING
-            else PurchaseStatus.FAILED
-        )
+        self.approved = False
+        self.got_attempt: tuple[int, str] | None = None  # (Stripe time, outcome)
 
 
 class CreditingMachine(RuleBasedStateMachine):
-    """Delivers random histories of payment events and checks the ledger after every step."""
+    """Delivers random histories and operator actions, checking the ledger after every step."""
 
     store_kind = "memory"
 
@@ -109,22 +70,29 @@ class CreditingMachine(RuleBasedStateMachine):
         self.clock = FixedClock(T0)
         self.stack = ExitStack()
         self.store = self.stack.enter_context(STORES[self.store_kind](self.directory, self.clock))
+        self.shop = Shop(
+            DEFAULT_CATALOGUE,
+            self.store,
+            InMemoryPaymentGateway(clock=self.clock),
+            InMemoryCheckoutKeys(),
+            InMemoryEventJournal(),
+            self.clock,
+            SequentialIdSource(),
+        )
+        self.oracle = MoneyOracle(oracle_packages())
         self.intents: list[_Intent] = []
-        self.emitted: list[tuple[_Intent, PaymentEvent]] = []
-        self.stripe_time = T0
-        self.spent: dict[str, bool] = defaultdict(bool)
-        self.granted: dict[str, int] = defaultdict(int)
+        self.emitted: list[tuple[_Intent, StripeJson]] = []
+        self.seconds = 0
+        self.spent: dict[str, int] = defaultdict(int)  # tokens actually deducted
+        self.granted: dict[str, int] = defaultdict(int)  # tokens actually granted
 
     def teardown(self) -> None:
         self.stack.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def _tick(self) -> datetime:
-        self.stripe_time += timedelta(seconds=1)
-        return self.stripe_time
-
-    def _emit(self, intent: _Intent, event: PaymentEvent) -> None:
-        self.emitted.append((intent, event))
+    def _tick(self) -> int:
+        self.seconds += 1
+        return self.seconds
 
     @initialize(users=st.lists(st.integers(0, len(USERS) - 1), min_size=1, max_size=3))
     def start(self, users: list[int]) -> None:
@@ -140,75 +108,57 @@ class CreditingMachine(RuleBasedStateMachine):
     def open_intent(self, user: int, package: int, ours: bool, tampered: bool) -> None:
         intent = _Intent(f"pi_{len(self.intents)}", USERS[user], package, ours, tampered)
         self.intents.append(intent)
+        price = intent.package.price
         if ours:
             self.store.add_purchase(
                 Purchase.pending(
-                    intent.pi,
-                    intent.user,
-                    intent.package.id,
-                    intent.package.tokens,
-                    intent.package.price,
-                    self.clock.now(),
+                    intent.pi, intent.user, intent.package.id, intent.package.tokens, price, T0
                 )
             )
-        self._emit(
-            intent,
-            PaymentSucceeded(
-                f"evt_ok_{intent.pi}",
-                intent.pi,
-                intent.paid,
-                intent.user,
-                intent.package.id,
-                self._tick(),
-            ),
+        paid = stripe_json.succeeded(
+            intent.pi, intent.user, intent.package.id, price.amount + tampered, price.currency
         )
+        paid["created"] += self._tick()
+        self.emitted.append((intent, paid))
 
-    @rule(data=st.data(), outcome=st.sampled_from(AttemptOutcome))
-    def emit_attempt(self, data: st.DataObject, outcome: AttemptOutcome) -> None:
+    @rule(data=st.data(), outcome=st.sampled_from(["processing", "payment_failed", "canceled"]))
+    def emit_attempt(self, data: st.DataObject, outcome: str) -> None:
         intent = data.draw(st.sampled_from(self.intents))
         at = self._tick()
-        self._emit(intent, PaymentAttempted(f"evt_att_{at.timestamp()}", intent.pi, outcome, at))
+        subject = {"id": intent.pi, "object": "payment_intent", "status": outcome}
+        if outcome == "payment_failed":
+            subject["last_payment_error"] = {"message": "declined"}
+        event = stripe_json.stripe_event(
+            f"payment_intent.{outcome}", subject, event_id=f"evt_att_{at}", created=at
+        )
+        self.emitted.append((intent, event))
 
     @rule(data=st.data(), share=st.integers(1, 100))
     def emit_refund(self, data: st.DataObject, share: int) -> None:
         intent = data.draw(st.sampled_from(self.intents))
-        price = intent.package.price.amount
-        intent.refunded = min(price, intent.refunded + max(1, price * share // 100))
-        self._emit(
-            intent,
-            ChargeRefunded(
-                f"evt_rf_{intent.pi}_{intent.refunded}",
-                intent.pi,
-                Money(intent.refunded, intent.paid.currency),
-                self._tick(),
-            ),
-        )
+        self._refund(intent, share)
 
-    @rule(data=st.data(), share=st.integers(1, 100), outcome=st.sampled_from(DisputeState))
-    def emit_dispute(self, data: st.DataObject, share: int, outcome: DisputeState) -> None:
+    def _refund(self, intent: _Intent, share: int) -> None:
+        price = intent.package.price
+        intent.refunded = min(price.amount, intent.refunded + max(1, price.amount * share // 100))
+        event = stripe_json.refunded(intent.pi, price.amount, intent.refunded, price.currency)
+        self.emitted.append((intent, event))
+
+    @rule(data=st.data(), share=st.integers(1, 100), story=st.sampled_from(sorted(DISPUTE_STORIES)))
+    def emit_dispute(self, data: st.DataObject, share: int, story: str) -> None:
         intent = data.draw(st.sampled_from(self.intents))
-        dispute_id = f"dp_{intent.pi}_{len(intent.disputes)}"
-        amount = max(1, intent.package.price.amount * share // 100)
-        intent.disputes[dispute_id] = amount
-        money = Money(amount, intent.paid.currency)
-        self._emit(
-            intent,
-            DisputeChanged(
-                f"evt_{dispute_id}_open",
-                intent.pi,
-                dispute_id,
-                money,
-                DisputeState.OPEN,
-                self._tick(),
-            ),
-        )
-        if outcome is not DisputeState.OPEN:
-            self._emit(
-                intent,
-                DisputeChanged(
-                    f"evt_{dispute_id}_close", intent.pi, dispute_id, money, outcome, self._tick()
-                ),
+        price = intent.package.price
+        amount = max(1, price.amount * share // 100)
+        dispute_id = f"dp_{intent.pi}_{intent.disputes}"
+        intent.disputes += 1
+        for event_type, status in DISPUTE_STORIES[story]:
+            if event_type == REFUND:
+                self._refund(intent, share)
+                continue
+            event = stripe_json.dispute(
+                event_type, intent.pi, dispute_id, amount, price.currency, status
             )
+            self.emitted.append((intent, event))
 
     @precondition(lambda self: self.emitted)
     @rule(data=st.data(), times=st.integers(1, 3))
@@ -216,33 +166,51 @@ class CreditingMachine(RuleBasedStateMachine):
         intent, event = data.draw(st.sampled_from(self.emitted))
         for _ in range(times):
             self.clock.advance(timedelta(milliseconds=1))
-            apply_payment_event(event, self.store, DEFAULT_CATALOGUE, self.clock)
-        self._learn(intent, event)
-
-    def _learn(self, intent: _Intent, event: PaymentEvent) -> None:
-        if isinstance(event, PaymentSucceeded):
+            apply_received_event(self.shop, translate_event(event))
+        self.oracle.receive([event])
+        if event["type"] == "payment_intent.succeeded":
             intent.got_success = True
-        elif isinstance(event, ChargeRefunded):
-            intent.got_refund = max(intent.got_refund, event.amount_refunded.amount)
-        elif isinstance(event, DisputeChanged):
-            known = intent.got_disputes.get(event.dispute_id)
-            if known is None or known is DisputeState.OPEN:
-                intent.got_disputes[event.dispute_id] = event.state
-        elif intent.ours or intent.got_success:
+        elif event["type"].startswith("payment_intent.") and (intent.ours or intent.got_success):
             latest = intent.got_attempt
-            if latest is None or event.occurred_at > latest[0]:
-                intent.got_attempt = (event.occurred_at, event.outcome)
+            if latest is None or event["created"] > latest[0]:
+                intent.got_attempt = (event["created"], event["type"])
+
+    @rule(data=st.data())
+    def approve(self, data: st.DataObject) -> None:
+        intent = data.draw(st.sampled_from(self.intents))
+        flagged = intent.tampered and intent.got_success and not intent.approved
+        try:
+            approve_purchase(intent.pi, "checked by hand", self.store, self.clock)
+        except UserError:
+            assert not flagged
+            return
+        assert flagged
+        intent.approved = True
+        self.oracle.approve(intent.pi)
 
     @rule(user=st.sampled_from(USERS), tokens=st.integers(-3_000_000, 3_000_000).filter(bool))
     def adjust(self, user: str, tokens: int) -> None:
-        self.store.record_adjustment(
-            LedgerChange(
-                f"admin:{self._tick().timestamp()}", user, EntryKind.ADMIN, tokens, reason="test"
-            )
+        entry = self.store.record_adjustment(
+            LedgerChange(f"admin:{self._tick()}", user, EntryKind.ADMIN, tokens, reason="test")
         )
         if tokens < 0:
-            self.spent[user] = True
-        self.granted[user] += tokens
+            self.spent[user] -= entry.applied
+        else:
+            self.granted[user] += entry.applied
+
+    # -- what must hold after every step ------------------------------------------------
+
+    def _entries(self) -> dict[str, list[LedgerEntry]]:
+        by_pi: dict[str, list[LedgerEntry]] = defaultdict(list)
+        for user in USERS:
+            for entry in self.store.ledger(user, limit=100_000):
+                if entry.payment_intent_id is not None:
+                    by_pi[entry.payment_intent_id].append(entry)
+        return by_pi
+
+    def _credited(self, intent: _Intent) -> int:
+        pays = intent.got_success and (intent.approved or not intent.tampered)
+        return intent.package.tokens if pays else 0
 
     @invariant()
     def balances_equal_their_ledgers_and_never_go_negative(self) -> None:
@@ -254,45 +222,64 @@ class CreditingMachine(RuleBasedStateMachine):
             assert all(e.balance_after == 0 for e in entries if e.shortfall)
 
     @invariant()
-    def each_intent_is_credited_once_and_taken_back_by_its_share(self) -> None:
-        entries_by_pi: dict[str, list[object]] = defaultdict(list)
-        for user in USERS:
-            for entry in self.store.ledger(user, limit=100_000):
-                if entry.payment_intent_id is not None:
-                    entries_by_pi[entry.payment_intent_id].append(entry)
+    def each_intent_is_credited_once_and_takes_back_only_what_the_money_took(self) -> None:
+        entries_by_pi = self._entries()
         for intent in self.intents:
             entries = entries_by_pi.get(intent.pi, [])
-            by_kind: dict[EntryKind, int] = defaultdict(int)
-            credits = 0
-            for entry in entries:
-                by_kind[entry.kind] += entry.requested  # type: ignore[attr-defined]
-                credits += entry.key == credit_key(intent.pi)  # type: ignore[attr-defined]
-            refund, held = intent.targets()
-            assert credits == (1 if intent.credited else 0)
-            assert by_kind[EntryKind.PURCHASE] == intent.credited
-            assert -by_kind[EntryKind.REFUND] == refund
-            assert -by_kind[EntryKind.DISPUTE] == held
-            assert refund + held <= intent.credited
+            credited = self._credited(intent)
+            credits = [e for e in entries if e.key == credit_key(intent.pi)]
+            assert sum(e.applied for e in entries if e.kind is EntryKind.PURCHASE) == credited
+            assert len(credits) == (1 if credited else 0)
+            takebacks = [e for e in entries if e.kind in (EntryKind.REFUND, EntryKind.DISPUTE)]
+            taken = -sum(e.applied for e in takebacks)
+            owed = credited - self.oracle.tokens_paid_for(intent.pi) if credited else 0
+            assert 0 <= taken <= owed, (intent.pi, taken, owed)
+            if not any(e.shortfall for e in takebacks):
+                assert taken == owed, (intent.pi, taken, owed)
+
+    @invariant()
+    def balances_are_what_the_money_pays_for(self) -> None:
+        for user in USERS:
+            mine = [i for i in self.intents if i.user == user]
+            paid_for = sum(self.oracle.tokens_paid_for(i.pi) for i in mine if self._credited(i))
+            balance = self.store.balance(user)
+            floor = paid_for + self.granted[user] - self.spent[user]
+            if not self.spent[user]:
+                assert balance == floor
+            elif len(mine) <= 1 and not self.granted[user]:
+                # One purchase: spent tokens stay spent; a shortfall is never paid out.
+                assert balance == max(0, floor)
+            else:
+                assert balance >= max(0, floor)
 
     @invariant()
     def statuses_follow_the_delivered_facts(self) -> None:
         for intent in self.intents:
-            expected = intent.expected_status()
-            if expected is None:
-                continue
             purchase = self.store.get_purchase(intent.pi)
-            assert purchase is not None
-            assert purchase.status is expected, (intent.pi, purchase)
-
-    @invariant()
-    def balances_match_the_model_when_nothing_was_spent(self) -> None:
-        for user in USERS:
-            if self.spent[user]:
+            if not intent.got_success:
+                if intent.ours:
+                    assert purchase is not None
+                    assert purchase.status is self._attempt_status(intent)
                 continue
-            expected = self.granted[user] + sum(
-                i.credited - sum(i.targets()) for i in self.intents if i.user == user
-            )
-            assert self.store.balance(user) == expected
+            assert purchase is not None
+            assert purchase.status is self._paid_status(intent), (intent.pi, purchase)
+
+    def _attempt_status(self, intent: _Intent) -> PurchaseStatus:
+        if intent.got_attempt is None:
+            return PurchaseStatus.PENDING
+        if intent.got_attempt[1] == "payment_intent.processing":
+            return PurchaseStatus.PROCESSING
+        return PurchaseStatus.FAILED
+
+    def _paid_status(self, intent: _Intent) -> PurchaseStatus:
+        if intent.tampered and not intent.approved:
+            return PurchaseStatus.NEEDS_REVIEW
+        if self.oracle.in_dispute(intent.pi):
+            return PurchaseStatus.DISPUTED
+        refunded = self.oracle.refunded(intent.pi)
+        if refunded >= intent.package.price.amount:
+            return PurchaseStatus.REFUNDED
+        return PurchaseStatus.PARTIALLY_REFUNDED if refunded else PurchaseStatus.SUCCEEDED
 
 
 def _machine_for(kind: str) -> type[CreditingMachine]:

@@ -205,10 +205,14 @@ def test_a_commit_over_unfinished_changes_finishes_them_first(
 ) -> None:
     """A transition committed at a version whose own changes are still pending never drops them."""
     _crash(database, "credit", 1, True, clock)  # the purchase is stored with its credit pending
-    credited = decide(None, succeeded("pi_1"), DEFAULT_CATALOGUE, clock.now()).transition
+    credited = decide(
+        None, succeeded("pi_1"), DEFAULT_CATALOGUE, clock.now(), taken_back=0
+    ).transition
     assert credited is not None
     refunded = ChargeRefunded("evt_r", "pi_1", Money(500, "cny"), OCCURRED)
-    refund = decide(credited.purchase, refunded, DEFAULT_CATALOGUE, clock.now()).transition
+    refund = decide(
+        credited.purchase, refunded, DEFAULT_CATALOGUE, clock.now(), taken_back=0
+    ).transition
     assert refund is not None
     store = MongoBalanceRepository(database, clock)
     (entry,) = store.commit(refund)

@@ -21,8 +21,6 @@ from buytokens.adapters.memory import (
     InMemoryBalanceRepository,
     InMemoryCheckoutKeys,
     InMemoryEventJournal,
-    SystemClock,
-    UuidIdSource,
 )
 from buytokens.adapters.sqlite import (
     SqliteBalanceRepository,
@@ -31,6 +29,7 @@ from buytokens.adapters.sqlite import (
     SqliteEventJournal,
 )
 from buytokens.adapters.stripe_gateway import StripePaymentGateway
+from buytokens.adapters.system import SystemClock, UuidIdSource
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, PaymentMethod, TokenPackage
 from buytokens.domain.checkout import IntentRequest
 from buytokens.domain.crediting import PurchaseTransition
@@ -407,6 +406,9 @@ class _StoreThatFailsFor:
 
     def ledger(self, user_id: str, limit: int = 100) -> Sequence[LedgerEntry]:
         return self.inner.ledger(user_id, limit)
+
+    def purchase_ledger(self, payment_intent_id: str) -> Sequence[LedgerEntry]:
+        return self.inner.purchase_ledger(payment_intent_id)
 
 
 def test_an_event_that_cannot_be_stored_fails_alone_and_the_next_run_applies_it(

@@ -8,7 +8,7 @@ import pytest
 
 from buytokens.adapters.memory import FixedClock, InMemoryBalanceRepository, SequentialIdSource
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
-from buytokens.domain.crediting import Disposition
+from buytokens.domain.crediting import Disposition, credit_key, taken_back
 from buytokens.domain.errors import NotFound, UserError
 from buytokens.domain.events import (
     AttemptOutcome,
@@ -19,7 +19,7 @@ from buytokens.domain.events import (
     PaymentEvent,
     PaymentSucceeded,
 )
-from buytokens.domain.ledger import EntryKind
+from buytokens.domain.ledger import EntryKind, LedgerEntry
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import Purchase, PurchaseStatus
 from buytokens.services.crediting import (
@@ -119,17 +119,24 @@ def test_an_intent_never_seen_is_credited_from_its_metadata(
     purchase = store.get_purchase("pi_other")
     assert purchase is not None
     assert (purchase.user_id, purchase.package_id, purchase.price) == ("bob", "package_500k", PRICE)
+    assert (purchase.tokens, purchase.created_at, purchase.updated_at) == (TOKENS, T0, T0)
 
 
 @pytest.mark.parametrize(
     ("event", "why"),
     [
         (_succeeded(amount=Money(1, "cny")), "paid 1 cny but the package costs 3500 cny"),
-        (_succeeded(amount=Money(3_500, "usd")), "paid 3500 usd"),
-        (_succeeded(user=None), "no userId/packageId metadata"),
-        (_succeeded(package=None), "no userId/packageId metadata"),
-        (_succeeded(user="mallory"), "differs from the purchaser"),
-        (_succeeded(package="package_10m"), "differs from"),
+        (_succeeded(amount=Money(3_500, "usd")), "paid 3500 usd but the package costs 3500 cny"),
+        (_succeeded(user=None), "the payment carries no userId/packageId metadata"),
+        (_succeeded(package=None), "the payment carries no userId/packageId metadata"),
+        (
+            _succeeded(user="mallory"),
+            "metadata userId 'mallory' differs from the purchaser 'alice'",
+        ),
+        (
+            _succeeded(package="package_10m"),
+            "metadata packageId 'package_10m' differs from 'package_500k'",
+        ),
     ],
 )
 def test_an_inconsistent_success_is_flagged_and_credits_nothing(
@@ -138,7 +145,8 @@ def test_an_inconsistent_success_is_flagged_and_credits_nothing(
     """Amount, currency, owner or package that disagree leave the purchase in review, uncredited."""
     applied = shop.apply(event)
     assert applied.disposition is Disposition.NEEDS_REVIEW
-    assert why in applied.reason
+    assert applied.reason == why
+    assert shop.store.get_purchase("pi_1").review_reason == why  # type: ignore[union-attr]
     assert shop.status() is PurchaseStatus.NEEDS_REVIEW
     assert shop.store.balance("alice") == 0
     assert shop.store.balance("mallory") == 0
@@ -149,7 +157,7 @@ def test_an_unknown_package_is_flagged(store: InMemoryBalanceRepository, clock: 
     """Metadata naming a package we do not sell credits nothing."""
     applied = _Harness(store, clock).apply(_succeeded("pi_x", package="package_free"))
     assert applied.disposition is Disposition.NEEDS_REVIEW
-    assert "unknown package" in applied.reason
+    assert applied.reason == "unknown package 'package_free'"
     assert store.balance("alice") == 0
 
 
@@ -157,7 +165,9 @@ def test_a_late_failure_never_undoes_a_success(shop: _Harness) -> None:
     """payment_failed or processing after success change nothing."""
     shop.apply(_succeeded())
     for outcome in AttemptOutcome:
-        assert shop.apply(_attempt(outcome, 99)).disposition is Disposition.DUPLICATE
+        late = shop.apply(_attempt(outcome, 99))
+        assert late.disposition is Disposition.DUPLICATE
+        assert late.reason == "a late attempt never undoes a success"
     assert shop.status() is PurchaseStatus.SUCCEEDED
     assert shop.store.balance("alice") == TOKENS
 
@@ -177,6 +187,7 @@ def test_an_attempt_on_an_unknown_intent_is_ignored(
     """Nothing is stored for a failure of an intent we never saw."""
     applied = _Harness(store, clock).apply(_attempt(AttemptOutcome.FAILED, 1))
     assert applied.disposition is Disposition.IGNORED
+    assert applied.reason == "attempt on an intent this store never saw"
     assert store.get_purchase("pi_1") is None
 
 
@@ -209,6 +220,24 @@ def test_a_refund_for_an_unknown_intent_is_remembered(
     """A refund that outruns the success of a foreign intent is applied once the success arrives."""
     shop = _Harness(store, clock)
     shop.apply(_refund(3_500, pi="pi_foreign"))
+    known = store.get_purchase("pi_foreign")
+    assert known is not None
+    assert (known.user_id, known.tokens, known.price, known.amount_refunded) == (
+        None,
+        0,
+        None,
+        3_500,
+    )
+    assert (known.created_at, known.updated_at) == (T0, T0)
+    for pi, event in [
+        ("pi_d", _dispute(DisputeState.OPEN, pi="pi_d")),
+        ("pi_ok", _succeeded("pi_ok", user="carol")),
+    ]:
+        clock.advance(timedelta(seconds=1))
+        shop.apply(event)
+        first = store.get_purchase(pi)
+        assert first is not None
+        assert (first.created_at, first.updated_at) == (clock.now(), clock.now())
     shop.apply(_succeeded("pi_foreign", user="bob"))
     assert store.balance("bob") == 0
     assert shop.status("pi_foreign") is PurchaseStatus.REFUNDED
@@ -252,16 +281,18 @@ def test_a_lost_dispute_keeps_the_tokens_back(shop: _Harness) -> None:
     assert shop.status() is PurchaseStatus.DISPUTED
 
 
-def test_a_release_and_a_takeback_in_one_step_settle_without_false_shortfall(
-    shop: _Harness,
-) -> None:
-    """When a refund supersedes a dispute hold, the release is applied before the take-back."""
+def test_a_refund_of_money_a_chargeback_already_took_moves_no_tokens(shop: _Harness) -> None:
+    """The hold becomes the refund's share: no release and take-back, and winning gives nothing."""
     shop.apply(_succeeded())
     shop.apply(_dispute(DisputeState.OPEN))
     assert shop.store.balance("alice") == 0
     applied = shop.apply(_refund(3_500))
-    assert [e.requested for e in applied.entries] == [TOKENS, -TOKENS]
-    assert all(e.shortfall == 0 for e in applied.entries)
+    assert applied.disposition is Disposition.APPLIED
+    assert applied.entries == ()
+    purchase = shop.store.get_purchase("pi_1")
+    assert purchase is not None
+    assert (purchase.tokens_refunded, purchase.tokens_held) == (TOKENS, 0)
+    assert shop.apply(_dispute(DisputeState.WON)).entries == ()
     assert shop.store.balance("alice") == 0
 
 
@@ -332,3 +363,223 @@ def test_approval_needs_a_flagged_purchase_with_a_known_package(
     with pytest.raises(UserError, match="use `buytokens grant`"):
         approve_purchase("pi_odd", "x", store, clock)
     assert store.balance("bob") == TOKENS
+
+
+def test_ledger_entries_carry_their_documented_keys_and_reasons(
+    shop: _Harness, clock: FixedClock
+) -> None:
+    """purchase:<intent>, refund:<intent>:<version>, dispute:<intent>:<version>, with reasons."""
+    shop.apply(_succeeded())
+    clock.advance(timedelta(seconds=1))
+    shop.apply(_refund(700))
+    shop.apply(_dispute(DisputeState.OPEN, amount=1_750))
+    shop.apply(_dispute(DisputeState.WON, amount=1_750))
+    entries = [(e.key, e.kind, e.requested, e.reason) for e in reversed(shop.store.ledger("alice"))]
+    assert entries == [
+        ("purchase:pi_1", EntryKind.PURCHASE, TOKENS, "bought package_500k"),
+        ("refund:pi_1:2", EntryKind.REFUND, -100_000, "refund of 700 minor units"),
+        ("dispute:pi_1:3", EntryKind.DISPUTE, -250_000, "dispute hold"),
+        ("dispute:pi_1:4", EntryKind.DISPUTE, 250_000, "dispute released"),
+    ]
+    assert all(e.payment_intent_id == "pi_1" for e in shop.store.ledger("alice"))
+    assert all(e.user_id == "alice" for e in shop.store.ledger("alice"))
+
+
+def test_every_transition_is_stamped_with_the_time_it_was_decided(
+    shop: _Harness, clock: FixedClock
+) -> None:
+    """updated_at follows the clock through success, refund, dispute and approval."""
+    for seconds, event in enumerate([_succeeded(amount=Money(1, "cny")), _refund(700)], 1):
+        clock.advance(timedelta(seconds=seconds))
+        shop.apply(event)
+        assert shop.store.get_purchase("pi_1").updated_at == clock.now()  # type: ignore[union-attr]
+    clock.advance(timedelta(seconds=5))
+    approve_purchase("pi_1", "paid by bank transfer", shop.store, clock)
+    approved = shop.store.get_purchase("pi_1")
+    assert approved is not None
+    assert (approved.updated_at, approved.review_reason, approved.version) == (clock.now(), None, 3)
+    clock.advance(timedelta(seconds=5))
+    shop.apply(_dispute(DisputeState.OPEN))
+    assert shop.store.get_purchase("pi_1").updated_at == clock.now()  # type: ignore[union-attr]
+
+
+def test_an_approval_settles_known_refunds_and_chargebacks_with_the_credit(
+    shop: _Harness, clock: FixedClock
+) -> None:
+    """Approving after a refund and a chargeback credits, then takes both shares back at once."""
+    shop.apply(_succeeded(amount=Money(3_499, "cny")))
+    shop.apply(_refund(700))
+    shop.apply(_dispute(DisputeState.OPEN, amount=1_750))
+    applied = approve_purchase("pi_1", "ok", shop.store, clock)
+    assert [(e.kind, e.applied) for e in applied.entries] == [
+        (EntryKind.PURCHASE, TOKENS),
+        (EntryKind.REFUND, -100_000),
+        (EntryKind.DISPUTE, -250_000),
+    ]
+    assert applied.entries[0].reason == "approved after review: ok"
+    assert all(e.payment_intent_id == "pi_1" for e in applied.entries)
+    assert shop.store.balance("alice") == 150_000
+    shop.apply(_dispute(DisputeState.WON, amount=1_750))
+    assert shop.store.balance("alice") == 400_000
+
+
+def test_a_purchase_flagged_after_its_credit_is_cleared_by_approval_without_a_second_credit(
+    shop: _Harness, clock: FixedClock
+) -> None:
+    """A refund in another currency flags a credited purchase; approving credits nothing again."""
+    shop.apply(_succeeded())
+    clock.advance(timedelta(seconds=1))
+    applied = shop.apply(ChargeRefunded("evt_usd", "pi_1", Money(100, "usd"), T0))
+    assert applied.disposition is Disposition.NEEDS_REVIEW
+    assert applied.reason == "refund in usd for a cny payment"
+    flagged = shop.store.get_purchase("pi_1")
+    assert flagged is not None
+    assert (flagged.review_reason, flagged.updated_at) == (applied.reason, clock.now())
+    assert shop.apply(ChargeRefunded("evt_usd2", "pi_1", Money(200, "usd"), T0)).disposition is (
+        Disposition.DUPLICATE
+    )
+    cleared = approve_purchase("pi_1", "refund was in cny after all", shop.store, clock)
+    assert cleared.entries == ()
+    assert shop.status() is PurchaseStatus.SUCCEEDED
+    assert shop.store.balance("alice") == TOKENS
+
+
+def test_refusals_say_what_is_wrong(
+    shop: _Harness, store: InMemoryBalanceRepository, clock: FixedClock
+) -> None:
+    """Each refusal has its own message and code."""
+    ids = SequentialIdSource()
+    for user, tokens, reason, message in [
+        (" ", 5, "x", "user id must not be empty"),
+        ("u", 0, "x", "tokens must be a non-zero whole number"),
+        ("u", 5, " ", "a reason is required for the audit trail"),
+    ]:
+        with pytest.raises(UserError, match=f"^{message}$"):
+            grant_tokens(user, tokens, reason, store, ids)
+    with pytest.raises(NotFound, match=r"^no purchase with that payment intent id$"):
+        approve_purchase("pi_none", "x", store, clock)
+    shop.apply(_succeeded())
+    with pytest.raises(UserError) as not_flagged:
+        approve_purchase("pi_1", "x", store, clock)
+    assert not_flagged.value.code == "not_in_review"
+    assert str(not_flagged.value) == "purchase pi_1 is not awaiting review (it is succeeded)"
+    shop.apply(_succeeded("pi_2", amount=Money(1, "cny")))
+    with pytest.raises(UserError, match=r"^a reason is required for the audit trail$"):
+        approve_purchase("pi_2", "  ", store, clock)
+    shop.apply(_succeeded("pi_3", package="package_free"))
+    with pytest.raises(UserError) as unknown:
+        approve_purchase("pi_3", "x", store, clock)
+    assert unknown.value.code == "not_approvable"
+    assert str(unknown.value).startswith(
+        "purchase pi_3 cannot be credited from its own record (unknown package 'package_free')"
+    )
+
+
+def test_a_grant_is_an_admin_entry_with_its_key_and_trimmed_reason(
+    store: InMemoryBalanceRepository,
+) -> None:
+    """The entry says admin, carries the operator's key and the reason without padding."""
+    entry = grant_tokens("erin", 7, "  promo  ", store, SequentialIdSource("g"), key="k-1")
+    assert (entry.key, entry.kind, entry.reason, entry.requested) == (
+        "admin:k-1",
+        EntryKind.ADMIN,
+        "promo",
+        7,
+    )
+    assert grant_tokens("erin", 1, "r", store, SequentialIdSource("g")).key == "admin:g-1"
+
+
+def test_the_credit_key_is_one_per_payment_intent() -> None:
+    """The ledger key of a purchase credit is purchase:<intent id>."""
+    assert credit_key("pi_42") == "purchase:pi_42"
+
+
+@pytest.mark.parametrize(
+    ("entries", "taken"),
+    [
+        ([], 0),
+        ([(EntryKind.PURCHASE, 500), (EntryKind.ADMIN, -40)], 0),
+        ([(EntryKind.REFUND, -100), (EntryKind.DISPUTE, -70)], 170),
+        ([(EntryKind.DISPUTE, -70), (EntryKind.DISPUTE, 70)], 0),
+    ],
+)
+def test_taken_back_counts_what_refund_and_dispute_entries_applied(
+    entries: list[tuple[EntryKind, int]], taken: int
+) -> None:
+    """Applied amounts of take-backs and give-backs count; credits and grants do not."""
+    ledger = [
+        LedgerEntry(f"k{i}", "u", kind, applied - 5, applied, 5, 0, T0)
+        for i, (kind, applied) in enumerate(entries)
+    ]
+    assert taken_back(ledger) == taken
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "kept", "second_applies"),
+    [
+        (AttemptOutcome.PROCESSING, AttemptOutcome.FAILED, AttemptOutcome.FAILED, True),
+        (AttemptOutcome.FAILED, AttemptOutcome.PROCESSING, AttemptOutcome.FAILED, False),
+        (AttemptOutcome.FAILED, AttemptOutcome.CANCELED, AttemptOutcome.CANCELED, True),
+        (AttemptOutcome.CANCELED, AttemptOutcome.FAILED, AttemptOutcome.CANCELED, False),
+        (AttemptOutcome.CANCELED, AttemptOutcome.PROCESSING, AttemptOutcome.CANCELED, False),
+    ],
+)
+def test_attempts_in_the_same_second_resolve_towards_the_more_final_outcome(
+    shop: _Harness,
+    clock: FixedClock,
+    first: AttemptOutcome,
+    second: AttemptOutcome,
+    kept: AttemptOutcome,
+    second_applies: bool,
+) -> None:
+    """processing < failed < canceled when Stripe stamps two attempts with one time."""
+    assert shop.apply(_attempt(first, 5)).disposition is Disposition.APPLIED
+    clock.advance(timedelta(seconds=1))
+    applied = shop.apply(_attempt(second, 5))
+    expected = Disposition.APPLIED if second_applies else Disposition.DUPLICATE
+    assert applied.disposition is expected
+    purchase = shop.store.get_purchase("pi_1")
+    assert purchase is not None
+    assert purchase.attempt is kept
+    assert purchase.updated_at == (clock.now() if second_applies else T0)
+
+
+def test_a_flagged_purchase_that_never_succeeded_cannot_be_approved(shop: _Harness) -> None:
+    """A refund in another currency flags a pending purchase; there is no payment to credit."""
+    shop.apply(ChargeRefunded("evt_usd", "pi_1", Money(100, "usd"), T0))
+    with pytest.raises(UserError) as refused:
+        approve_purchase("pi_1", "x", shop.store, shop.clock)
+    assert refused.value.code == "not_approvable"
+    assert str(refused.value) == (
+        "purchase pi_1 cannot be credited from its own record "
+        "(refund in usd for a cny payment); use `buytokens grant` instead"
+    )
+    assert shop.store.balance("alice") == 0
+
+
+def test_approvals_are_applied_transitions_with_versioned_keys(
+    shop: _Harness, clock: FixedClock
+) -> None:
+    """An approval's take-backs carry its own version; clearing a credited flag is applied too."""
+    shop.apply(_refund(700))
+    shop.apply(_succeeded(amount=Money(3_499, "cny")))
+    clock.advance(timedelta(seconds=1))
+    applied = approve_purchase("pi_1", "ok", shop.store, clock)
+    assert applied.disposition is Disposition.APPLIED
+    assert [e.key for e in applied.entries] == ["purchase:pi_1", "refund:pi_1:3"]
+    shop.apply(ChargeRefunded("evt_usd", "pi_1", Money(100, "usd"), T0))
+    clock.advance(timedelta(seconds=1))
+    cleared = approve_purchase("pi_1", "ok", shop.store, clock)
+    assert cleared.disposition is Disposition.APPLIED
+    purchase = shop.store.get_purchase("pi_1")
+    assert purchase is not None
+    assert (purchase.review_reason, purchase.updated_at, purchase.version) == (None, clock.now(), 5)
+
+
+def test_a_refund_known_before_the_success_is_keyed_by_the_crediting_version(
+    shop: _Harness,
+) -> None:
+    """The success that credits also takes the refund back, under its own version's key."""
+    shop.apply(_refund(700))
+    applied = shop.apply(_succeeded())
+    assert [e.key for e in applied.entries] == ["purchase:pi_1", "refund:pi_1:2"]

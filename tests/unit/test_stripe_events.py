@@ -170,8 +170,8 @@ def dispute(**fields: Any) -> dict[str, Any]:
     }
 
 
-def test_created_dispute_is_open() -> None:
-    """charge.dispute.created holds the disputed amount back."""
+def test_created_chargeback_is_open() -> None:
+    """charge.dispute.created for a chargeback holds the disputed amount back."""
     received = translate_event(event("charge.dispute.created", dispute()))
     assert received.payment_event == DisputeChanged(
         event_id="evt_1",
@@ -184,19 +184,34 @@ def test_created_dispute_is_open() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "state"),
+    ("event_type", "status", "state"),
     [
-        ("won", DisputeState.WON),
-        ("warning_closed", DisputeState.WON),
-        ("prevented", DisputeState.WON),
-        ("charge_refunded", DisputeState.WON),
-        ("lost", DisputeState.LOST),
-        (None, DisputeState.LOST),
+        ("charge.dispute.created", "needs_response", DisputeState.OPEN),
+        ("charge.dispute.created", "under_review", DisputeState.OPEN),
+        ("charge.dispute.created", None, DisputeState.OPEN),
+        ("charge.dispute.created", "warning_needs_response", DisputeState.INQUIRY),
+        ("charge.dispute.created", "warning_under_review", DisputeState.INQUIRY),
+        ("charge.dispute.funds_withdrawn", "needs_response", DisputeState.OPEN),
+        ("charge.dispute.funds_withdrawn", None, DisputeState.OPEN),
+        ("charge.dispute.funds_reinstated", "under_review", DisputeState.REINSTATED),
+        ("charge.dispute.funds_reinstated", None, DisputeState.REINSTATED),
+        ("charge.dispute.funds_reinstated", "won", DisputeState.WON),
+        ("charge.dispute.funds_reinstated", "lost", DisputeState.LOST),
+        ("charge.dispute.closed", "won", DisputeState.WON),
+        ("charge.dispute.closed", "lost", DisputeState.LOST),
+        ("charge.dispute.closed", "warning_closed", DisputeState.NO_CHARGEBACK),
+        ("charge.dispute.closed", "prevented", DisputeState.NO_CHARGEBACK),
+        ("charge.dispute.closed", "charge_refunded", DisputeState.NO_CHARGEBACK),
+        ("charge.dispute.closed", "under_review", DisputeState.LOST),
+        ("charge.dispute.closed", None, DisputeState.LOST),
     ],
 )
-def test_closed_dispute_releases_unless_lost(status: str | None, state: DisputeState) -> None:
-    """A closed dispute releases the hold unless it was lost (or says nothing)."""
-    received = translate_event(event("charge.dispute.closed", dispute(status=status)))
+def test_dispute_events_say_where_the_money_is(
+    event_type: str, status: str | None, state: DisputeState
+) -> None:
+    """A chargeback takes the money, an inquiry does not; a closed status decides; unknown keeps."""
+    assert event_type in HANDLED_EVENT_TYPES
+    received = translate_event(event(event_type, dispute(status=status)))
     assert isinstance(received.payment_event, DisputeChanged)
     assert received.payment_event.state is state
 

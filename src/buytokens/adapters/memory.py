@@ -119,6 +119,10 @@ class InMemoryBalanceRepository:
         with self._lock:
             return list(reversed(self._entries.get(user_id, [])))[:limit]
 
+    def purchase_ledger(self, payment_intent_id: str) -> Sequence[LedgerEntry]:
+        with self._lock:
+            return [e for e in self._keys.values() if e.payment_intent_id == payment_intent_id]
+
     def flagged_purchases(self, limit: int = 100) -> Sequence[Purchase]:
         with self._lock:
             flagged = [p for p in self._purchases.values() if p.review_reason is not None]

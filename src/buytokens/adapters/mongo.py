@@ -275,6 +275,9 @@ class MongoBalanceRepository:
             self._transactions.create_index(
                 [("buytokens.state", 1)], name="buytokens_entry_state", sparse=True
             )
+            self._transactions.create_index(
+                [("buytokens.paymentIntentId", 1)], name="buytokens_ledger_by_intent", sparse=True
+            )
             self._balances.create_index(
                 [("buytokens.inflight.key", 1)], name="buytokens_inflight", sparse=True
             )
@@ -547,6 +550,17 @@ class MongoBalanceRepository:
                     {"buytokens.userId": user_id, "buytokens.state": _APPLIED},
                     sort=[("buytokens.seq", -1), ("_id", -1)],
                     limit=limit,
+                )
+            )
+        return [_entry_from_doc(doc) for doc in docs]
+
+    def purchase_ledger(self, payment_intent_id: str) -> Sequence[LedgerEntry]:
+        """The purchase's applied ledger entries, oldest first (see the port)."""
+        with self._guard():
+            docs = list(
+                self._transactions.find(
+                    {"buytokens.paymentIntentId": payment_intent_id, "buytokens.state": _APPLIED},
+                    sort=[("_id", 1)],
                 )
             )
         return [_entry_from_doc(doc) for doc in docs]

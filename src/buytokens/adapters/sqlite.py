@@ -103,6 +103,10 @@ _MIGRATIONS: tuple[str, ...] = (
         deliveries INTEGER NOT NULL
     );
     """,
+    # 3: a purchase's own ledger entries, read to settle its disputes
+    """
+    CREATE INDEX ledger_by_payment_intent ON ledger (payment_intent_id, seq);
+    """,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -461,6 +465,14 @@ class SqliteBalanceRepository:
             f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE user_id = ? "  # noqa: S608
             "ORDER BY seq DESC LIMIT ?",
             (user_id, limit),
+        )
+        return [_entry_from_row(row) for row in rows]
+
+    def purchase_ledger(self, payment_intent_id: str) -> Sequence[LedgerEntry]:
+        rows = self._read(
+            f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE payment_intent_id = ? "  # noqa: S608
+            "ORDER BY seq",
+            (payment_intent_id,),
         )
         return [_entry_from_row(row) for row in rows]
 

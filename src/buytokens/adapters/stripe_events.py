@@ -38,6 +38,8 @@ PAYMENT_INTENT_PROCESSING = "payment_intent.processing"
 PAYMENT_INTENT_CANCELED = "payment_intent.canceled"
 CHARGE_REFUNDED = "charge.refunded"
 DISPUTE_CREATED = "charge.dispute.created"
+DISPUTE_FUNDS_WITHDRAWN = "charge.dispute.funds_withdrawn"
+DISPUTE_FUNDS_REINSTATED = "charge.dispute.funds_reinstated"
 DISPUTE_CLOSED = "charge.dispute.closed"
 
 HANDLED_EVENT_TYPES = frozenset(
@@ -48,6 +50,8 @@ HANDLED_EVENT_TYPES = frozenset(
         PAYMENT_INTENT_CANCELED,
         CHARGE_REFUNDED,
         DISPUTE_CREATED,
+        DISPUTE_FUNDS_WITHDRAWN,
+        DISPUTE_FUNDS_REINSTATED,
         DISPUTE_CLOSED,
     }
 )
@@ -59,10 +63,22 @@ _ATTEMPT_TYPES = {
     PAYMENT_INTENT_CANCELED: AttemptOutcome.CANCELED,
 }
 
-# ``warning_closed`` was an inquiry that never took money. ``prevented`` and
-# ``charge_refunded`` were settled by a refund (e.g. Visa RDR) whose own
-# ``charge.refunded`` event takes the tokens back, so the hold is released.
-_DISPUTES_RESOLVED_FOR_US = frozenset({"won", "warning_closed", "prevented", "charge_refunded"})
+_DISPUTE_EVENTS = frozenset(
+    {DISPUTE_CREATED, DISPUTE_FUNDS_WITHDRAWN, DISPUTE_FUNDS_REINSTATED, DISPUTE_CLOSED}
+)
+# An inquiry (a pre-dispute warning) moves no money until it escalates.
+_INQUIRY_STATUSES = frozenset({"warning_needs_response", "warning_under_review"})
+# Where a dispute object's status says it is over, that decides, whatever the event:
+# ``warning_closed`` ended an inquiry that never took money; ``prevented`` (e.g.
+# Visa RDR) and ``charge_refunded`` were settled by a refund, whose own
+# ``charge.refunded`` takes the tokens back.
+_CLOSED_STATUSES = {
+    "won": DisputeState.WON,
+    "lost": DisputeState.LOST,
+    "warning_closed": DisputeState.NO_CHARGEBACK,
+    "prevented": DisputeState.NO_CHARGEBACK,
+    "charge_refunded": DisputeState.NO_CHARGEBACK,
+}
 
 
 def parse_signed_event(
@@ -187,7 +203,7 @@ def _payment_event(
         return _attempted(event_id, subject, outcome, occurred_at)
     if event_type == CHARGE_REFUNDED:
         return _refunded(event_id, subject, occurred_at)
-    if event_type in (DISPUTE_CREATED, DISPUTE_CLOSED):
+    if event_type in _DISPUTE_EVENTS:
         return _dispute(event_id, event_type, subject, occurred_at)
     return None
 
@@ -255,12 +271,7 @@ def _dispute(
     amount = _money(dispute, "amount")
     if dispute_id is None or intent_id is None or amount is None:
         return None
-    if event_type == DISPUTE_CREATED:
-        state = DisputeState.OPEN
-    elif dispute.get("status") in _DISPUTES_RESOLVED_FOR_US:
-        state = DisputeState.WON
-    else:
-        state = DisputeState.LOST
+    state = _dispute_state(event_type, dispute.get("status"))
     return DisputeChanged(
         event_id=event_id,
         payment_intent_id=intent_id,
@@ -269,6 +280,25 @@ def _dispute(
         state=state,
         occurred_at=occurred_at,
     )
+
+
+def _dispute_state(event_type: str, status: object) -> DisputeState:
+    """What a dispute event says about the money (see ``DisputeState``).
+
+    A chargeback takes the money: ``charge.dispute.created`` with any status but
+    an inquiry's, or ``charge.dispute.funds_withdrawn``. ``funds_reinstated``
+    brings it back. A closure with a status we do not know keeps what was taken.
+    """
+    closed = _CLOSED_STATUSES.get(status) if isinstance(status, str) else None
+    if closed is not None:
+        return closed
+    if event_type == DISPUTE_CLOSED:
+        return DisputeState.LOST
+    if event_type == DISPUTE_FUNDS_REINSTATED:
+        return DisputeState.REINSTATED
+    if event_type == DISPUTE_CREATED and status in _INQUIRY_STATUSES:
+        return DisputeState.INQUIRY
+    return DisputeState.OPEN
 
 
 def _text(obj: Mapping[str, Any], key: str) -> str | None:

@@ -5,11 +5,33 @@ ledger changes that bring the purchase's net effect on the balance in line with
 those facts. Applying an event that adds no new fact decides nothing, which is
 what makes redelivery a no-op; the store's version check and the unique
 ``purchase:<intent>`` key make a concurrent second application impossible.
+
+Tokens follow the money. A purchase credits its package's C tokens for a price
+of P. The money gone from the merchant is the cumulative refund plus the amount
+of every dispute that holds money (a chargeback not yet reinstated or won, or a
+lost one), at most P. The take-back target is ``C * gone // P``: the buyer keeps
+the tokens the money still with the merchant pays for, rounded in the buyer's
+favour. It is split into the refunded share ``C * refunded // P`` (``refund``
+entries) and the rest (``dispute`` entries).
+
+* When the target rises, the rise is asked of the balance; the store settles it
+  without going below zero, and what it could not take is the entry's shortfall.
+* When the target falls (a dispute's money came back), the purchase gives back
+  what its take-backs actually took beyond the new target, never more:
+  ``max(0, taken_back - target)``, where ``taken_back`` is the sum of what its
+  ``refund`` and ``dispute`` entries applied, read from the ledger by the caller.
+  A shortfall was never taken, so no path (a release, a later refund, an
+  approval) ever pays it out.
+* A refund only ever raises the target (refunds are cumulative). A dispute that
+  Stripe closes as ``prevented`` or ``charge_refunded`` was settled by a refund:
+  the dispute holds nothing, and that refund's ``charge.refunded`` takes its
+  share. Refunds and disputes together never take back more than C.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from datetime import datetime
 
 import attrs
@@ -21,12 +43,11 @@ from buytokens.domain.events import (
     AttemptOutcome,
     ChargeRefunded,
     DisputeChanged,
-    DisputeState,
     PaymentAttempted,
     PaymentEvent,
     PaymentSucceeded,
 )
-from buytokens.domain.ledger import EntryKind, LedgerChange, check_reason
+from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry, check_reason
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import DisputeRecord, Purchase
 
@@ -67,20 +88,44 @@ def credit_key(payment_intent_id: str) -> str:
 
 
 def decide(
-    current: Purchase | None, event: PaymentEvent, catalogue: Catalogue, now: datetime
+    current: Purchase | None,
+    event: PaymentEvent,
+    catalogue: Catalogue,
+    now: datetime,
+    *,
+    taken_back: int,
 ) -> Decision:
-    """Decide what ``event`` changes, given the stored purchase (None if never seen)."""
+    """Decide what ``event`` changes, given the stored purchase (None if never seen).
+
+    ``taken_back`` is what the purchase's take-backs actually took from the
+    balance so far (see ``taken_back``), the most a release can give back.
+    """
     if isinstance(event, PaymentSucceeded):
-        return _on_succeeded(current, event, catalogue, now)
+        return _on_succeeded(current, event, catalogue, now, taken_back)
     if isinstance(event, PaymentAttempted):
         return _on_attempted(current, event, now)
     if isinstance(event, ChargeRefunded):
-        return _on_refunded(current, event, now)
-    return _on_dispute(current, event, now)
+        return _on_refunded(current, event, now, taken_back)
+    return _on_dispute(current, event, now, taken_back)
+
+
+def taken_back(entries: Iterable[LedgerEntry]) -> int:
+    """Tokens a purchase's refund and dispute entries took, net of what they gave back.
+
+    Counts what was applied, never what was asked: a shortfall was not taken.
+    """
+    return -sum(entry.applied for entry in entries if entry.kind in _TAKEBACK_KINDS)
+
+
+_TAKEBACK_KINDS = frozenset({EntryKind.REFUND, EntryKind.DISPUTE})
 
 
 def _on_succeeded(
-    current: Purchase | None, event: PaymentSucceeded, catalogue: Catalogue, now: datetime
+    current: Purchase | None,
+    event: PaymentSucceeded,
+    catalogue: Catalogue,
+    now: datetime,
+    taken: int,
 ) -> Decision:
     if current is not None and current.succeeded:
         return Decision(Disposition.DUPLICATE)
@@ -124,7 +169,7 @@ def _on_succeeded(
         payment_intent_id=event.payment_intent_id,
         reason=f"bought {package_id}",
     )
-    settled, takebacks = _rebalance(current, credited)
+    settled, takebacks = _rebalance(current, credited, taken)
     return _transition(current, settled, (credit, *takebacks), Disposition.APPLIED)
 
 
@@ -144,11 +189,15 @@ def _on_attempted(current: Purchase | None, event: PaymentAttempted, now: dateti
     return _transition(current, updated, (), Disposition.APPLIED)
 
 
-def approve_review(current: Purchase | None, reason: str, now: datetime) -> Decision:
+def approve_review(
+    current: Purchase | None, reason: str, now: datetime, *, taken_back: int
+) -> Decision:
     """Credit a flagged purchase that an operator checked and found good.
 
     The credit uses the intent's one credit key, so it can still happen only once;
     refunds and disputes already known are settled against it at the same time.
+    A purchase flagged after it was credited (a refund in another currency) is
+    only cleared: it is credited nothing again. ``taken_back`` is as for ``decide``.
     Raises UserError when there is nothing to approve.
     """
     if current is None:
@@ -166,6 +215,10 @@ def approve_review(current: Purchase | None, reason: str, now: datetime) -> Deci
             code="not_approvable",
         )
     reason = check_reason(reason)
+    if current.tokens_credited:
+        cleared = attrs.evolve(current, review_reason=None, updated_at=now)
+        settled, takebacks = _rebalance(current, cleared, taken_back)
+        return _transition(current, settled, takebacks, Disposition.APPLIED)
     approved = attrs.evolve(
         current, review_reason=None, tokens_credited=current.tokens, updated_at=now
     )
@@ -177,7 +230,7 @@ def approve_review(current: Purchase | None, reason: str, now: datetime) -> Deci
         payment_intent_id=pi,
         reason=f"approved after review: {reason.strip()}",
     )
-    settled, takebacks = _rebalance(current, approved)
+    settled, takebacks = _rebalance(current, approved, taken_back)
     return _transition(current, settled, (credit, *takebacks), Disposition.APPLIED)
 
 
@@ -187,7 +240,9 @@ def _attempt_rank(outcome: AttemptOutcome | None) -> int:
     return order.index(outcome)
 
 
-def _on_refunded(current: Purchase | None, event: ChargeRefunded, now: datetime) -> Decision:
+def _on_refunded(
+    current: Purchase | None, event: ChargeRefunded, now: datetime, taken: int
+) -> Decision:
     base = current or _placeholder(event.payment_intent_id, now)
     if base.price is not None and event.amount_refunded.currency != base.price.currency:
         problem = f"refund in {event.amount_refunded.currency} for a {base.price.currency} payment"
@@ -198,21 +253,22 @@ def _on_refunded(current: Purchase | None, event: ChargeRefunded, now: datetime)
     if event.amount_refunded.amount <= base.amount_refunded:
         return Decision(Disposition.DUPLICATE)
     updated = attrs.evolve(base, amount_refunded=event.amount_refunded.amount, updated_at=now)
-    settled, changes = _rebalance(current, updated)
+    settled, changes = _rebalance(current, updated, taken)
     return _transition(current, settled, changes, Disposition.APPLIED)
 
 
-def _on_dispute(current: Purchase | None, event: DisputeChanged, now: datetime) -> Decision:
+def _on_dispute(
+    current: Purchase | None, event: DisputeChanged, now: datetime, taken: int
+) -> Decision:
     base = current or _placeholder(event.payment_intent_id, now)
     known = base.dispute(event.dispute_id)
-    if known is not None and (
-        known.state is not DisputeState.OPEN or event.state is DisputeState.OPEN
-    ):
+    state = event.state if known is None else known.state.after(event.state)
+    if known is not None and state is known.state:
         return Decision(Disposition.DUPLICATE)
-    record = DisputeRecord(event.dispute_id, event.amount.amount, event.state)
+    record = DisputeRecord(event.dispute_id, event.amount.amount, state)
     others = tuple(d for d in base.disputes if d.dispute_id != event.dispute_id)
     updated = attrs.evolve(base, disputes=(*others, record), updated_at=now)
-    settled, changes = _rebalance(current, updated)
+    settled, changes = _rebalance(current, updated, taken)
     return _transition(current, settled, changes, Disposition.APPLIED)
 
 
@@ -221,54 +277,73 @@ def _placeholder(payment_intent_id: str, now: datetime) -> Purchase:
 
 
 def _rebalance(
-    current: Purchase | None, purchase: Purchase
+    current: Purchase | None, purchase: Purchase, taken: int
 ) -> tuple[Purchase, tuple[LedgerChange, ...]]:
-    """Bring the take-backs in line with the refund and dispute facts."""
+    """Move the take-backs to the target the money sets (see the module documentation).
+
+    ``taken`` is what the take-backs so far actually took from the balance.
+    """
     refund_target, held_target = _takeback_targets(purchase)
-    changes = []
-    version = _next_version(current)
+    target = refund_target + held_target
+    reached = purchase.tokens_taken_back
+    settled = attrs.evolve(purchase, tokens_refunded=refund_target, tokens_held=held_target)
+    if purchase.user_id is None or target == reached:
+        return settled, ()
     pi = purchase.payment_intent_id
-    refund_delta = refund_target - purchase.tokens_refunded
-    held_delta = held_target - purchase.tokens_held
-    if refund_delta and purchase.user_id is not None:
+    version = _next_version(current)
+    if target < reached:
+        # Money came back: return what was taken beyond the target, never a shortfall.
+        give_back = max(0, taken - target)
+        if not give_back:
+            return settled, ()
+        release = LedgerChange(
+            key=f"dispute:{pi}:{version}",
+            user_id=purchase.user_id,
+            kind=EntryKind.DISPUTE,
+            tokens=give_back,
+            payment_intent_id=pi,
+            reason="dispute released",
+        )
+        return settled, (release,)
+    rise = target - reached
+    refund_rise = min(rise, max(0, refund_target - purchase.tokens_refunded))
+    changes = []
+    if refund_rise:
         changes.append(
             LedgerChange(
                 key=f"refund:{pi}:{version}",
                 user_id=purchase.user_id,
                 kind=EntryKind.REFUND,
-                tokens=-refund_delta,
+                tokens=-refund_rise,
                 payment_intent_id=pi,
                 reason=f"refund of {purchase.amount_refunded} minor units",
             )
         )
-    if held_delta and purchase.user_id is not None:
+    if rise > refund_rise:
         changes.append(
             LedgerChange(
                 key=f"dispute:{pi}:{version}",
                 user_id=purchase.user_id,
                 kind=EntryKind.DISPUTE,
-                tokens=-held_delta,
+                tokens=refund_rise - rise,
                 payment_intent_id=pi,
-                reason="dispute hold" if held_delta > 0 else "dispute released",
+                reason="dispute hold",
             )
         )
-    settled = attrs.evolve(purchase, tokens_refunded=refund_target, tokens_held=held_target)
-    # Releases first: a take-back settled against a balance that a release in the
-    # same transition is about to raise would record a shortfall that is not real.
-    changes.sort(key=lambda change: change.tokens < 0)
     return settled, tuple(changes)
 
 
 def _takeback_targets(purchase: Purchase) -> tuple[int, int]:
-    """Tokens to take back for refunds and to hold for disputes, never above the credit."""
-    credited = purchase.tokens_credited
-    if credited == 0 or purchase.price is None:
+    """The refunded share, and what disputes hold beyond it; together at most the credit."""
+    if purchase.price is None:
         return 0, 0
+    credited = purchase.tokens_credited
     paid = purchase.price.amount
-    refund = credited * min(purchase.amount_refunded, paid) // paid
-    disputed = sum(d.amount for d in purchase.disputes if d.state is not DisputeState.WON)
-    held = min(credited - refund, credited * min(disputed, paid) // paid)
-    return refund, held
+    refunded = min(purchase.amount_refunded, paid)
+    withheld = sum(d.amount for d in purchase.disputes if d.state.holds_money)
+    gone = min(paid, refunded + withheld)
+    refund = credited * refunded // paid
+    return refund, credited * gone // paid - refund
 
 
 def _next_version(current: Purchase | None) -> int:

@@ -57,16 +57,52 @@ class ChargeRefunded:
 
 
 class DisputeState(enum.StrEnum):
-    """Where a dispute stands: open holds tokens back, won releases them, lost keeps them."""
+    """Where a dispute stands, as far as the money goes.
 
-    OPEN = "open"
-    WON = "won"
-    LOST = "lost"
+    Only a chargeback takes the money (``OPEN``); an inquiry moves none. The
+    money comes back when the funds are reinstated or the dispute is won, and
+    stays gone when it is lost. A closure (``WON``, ``LOST``, ``NO_CHARGEBACK``)
+    is final: nothing that arrives later, in any order, reopens it.
+    """
+
+    INQUIRY = "inquiry"  # an inquiry (warning_*): no money moved, nothing held
+    OPEN = "open"  # a chargeback: the disputed amount was withdrawn, its tokens are held
+    REINSTATED = "reinstated"  # the withdrawn money came back before the dispute closed
+    WON = "won"  # closed for the merchant: the money is back
+    LOST = "lost"  # closed for the cardholder: the money stays withdrawn, the hold stays
+    NO_CHARGEBACK = "no_chargeback"  # closed as an inquiry, prevented, or settled by a refund
+
+    @property
+    def closed(self) -> bool:
+        """Whether the dispute is over."""
+        return self in _CLOSED
+
+    @property
+    def holds_money(self) -> bool:
+        """Whether the disputed amount is withdrawn from the merchant in this state."""
+        return self in _WITHDRAWN
+
+    def after(self, news: DisputeState) -> DisputeState:
+        """The state once ``news`` about the same dispute is known too.
+
+        A closure is final; before it, the money only moves forward (inquiry,
+        withdrawn, reinstated), so news that arrives late or twice changes nothing.
+        """
+        if self.closed:
+            return self
+        if news.closed:
+            return news
+        return max(self, news, key=_MONEY_ORDER.index)
+
+
+_CLOSED = frozenset({DisputeState.WON, DisputeState.LOST, DisputeState.NO_CHARGEBACK})
+_WITHDRAWN = frozenset({DisputeState.OPEN, DisputeState.LOST})
+_MONEY_ORDER = (DisputeState.INQUIRY, DisputeState.OPEN, DisputeState.REINSTATED)
 
 
 @attrs.frozen
 class DisputeChanged:
-    """A dispute over the intent's charge was opened or closed."""
+    """News about a dispute over the intent's charge: where it stands now."""
 
     event_id: str
     payment_intent_id: str

@@ -138,12 +138,12 @@ class Settlement:
 
 
 def settle(balance: int, requested: int) -> Settlement:
-    """Apply ``requested`` to ``balance`` without ever going below zero.
+    """Apply ``requested`` to ``balance`` (never negative) without ever going below zero.
 
     A deduction larger than the balance takes what is there and records the rest as
-    a shortfall, as LibreChat itself clamps balances at zero.
+    a shortfall, as LibreChat itself clamps balances at zero; a credit applies whole.
     """
-    applied = requested if requested >= 0 else max(requested, -balance)
+    applied = max(requested, -balance)
     return Settlement(
         applied=applied, shortfall=applied - requested, balance_after=balance + applied
     )

@@ -30,6 +30,9 @@ class PurchaseStatus(enum.StrEnum):
     NEEDS_REVIEW = "needs_review"
 
 
+_SETTLED_FOR_US = frozenset({DisputeState.WON, DisputeState.NO_CHARGEBACK})
+
+
 @attrs.frozen
 class DisputeRecord:
     """One dispute over the purchase's charge."""
@@ -45,8 +48,10 @@ class Purchase:
 
     ``user_id`` and ``price`` are None only for an intent first heard of through a
     refund or dispute, before its success event has arrived.
-    ``tokens_refunded`` and ``tokens_held`` are the take-backs *requested* so far;
-    what a balance could actually absorb is on the ledger entries.
+    ``tokens_refunded`` and ``tokens_held`` are the take-back targets reached so
+    far (the refunded share, and what disputes hold beyond it); what a balance
+    could actually absorb is on the ledger entries, and only that is ever given
+    back.
     """
 
     payment_intent_id: str
@@ -86,7 +91,7 @@ class Purchase:
         if self.review_reason is not None:
             return PurchaseStatus.NEEDS_REVIEW
         if self.succeeded:
-            if any(d.state is not DisputeState.WON for d in self.disputes):
+            if any(d.state not in _SETTLED_FOR_US for d in self.disputes):
                 return PurchaseStatus.DISPUTED
             if self.price is not None and self.amount_refunded >= self.price.amount:
                 return PurchaseStatus.REFUNDED
@@ -101,7 +106,7 @@ class Purchase:
 
     @property
     def tokens_taken_back(self) -> int:
-        """Tokens requested back so far for refunds and open or lost disputes."""
+        """The take-back target reached so far, for refunds and disputes together."""
         return self.tokens_refunded + self.tokens_held
 
     def dispute(self, dispute_id: str) -> DisputeRecord | None:

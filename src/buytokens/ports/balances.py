@@ -64,6 +64,15 @@ class BalanceRepository(Protocol):
         """The user's ledger entries, newest first, at most ``limit``."""
         ...
 
+    def purchase_ledger(self, payment_intent_id: str) -> Sequence[LedgerEntry]:
+        """The applied ledger entries of one purchase, oldest first.
+
+        Read after ``get_purchase``, they include every change of the transitions
+        up to the version it returned (a store without transactions finishes a
+        transition's changes before that read returns).
+        """
+        ...
+
     def flagged_purchases(self, limit: int = 100) -> Sequence[Purchase]:
         """Purchases awaiting an operator's review, longest waiting first, at most ``limit``."""
         ...

@@ -8,7 +8,7 @@ import attrs
 
 from buytokens.domain.catalogue import Catalogue
 from buytokens.domain.checkout import Delivery, ReceivedEvent
-from buytokens.domain.crediting import Decision, Disposition, approve_review, decide
+from buytokens.domain.crediting import Decision, Disposition, approve_review, decide, taken_back
 from buytokens.domain.errors import (
     ChangeNotApplied,
     ConcurrentUpdate,
@@ -51,9 +51,9 @@ def apply_payment_event(
     purchase is journalled in the same commit (see ``Applied.journalled``).
     """
 
-    def decide_now(current: Purchase | None) -> Decision:
+    def decide_now(current: Purchase | None, taken: int) -> Decision:
         now = clock.now()
-        decision = decide(current, event, catalogue, now)
+        decision = decide(current, event, catalogue, now, taken_back=taken)
         if decision.transition is None or received is None:
             return decision
         delivery = Delivery.of(received, decision.disposition.value, now)
@@ -71,23 +71,23 @@ def approve_purchase(
     return _settle(
         payment_intent_id,
         store,
-        lambda current: approve_review(current, reason, clock.now()),
+        lambda current, taken: approve_review(current, reason, clock.now(), taken_back=taken),
     )
 
 
 def _settle(
     payment_intent_id: str,
     store: BalanceRepository,
-    decide_on: Callable[[Purchase | None], Decision],
+    decide_on: Callable[[Purchase | None, int], Decision],
 ) -> Applied:
-    """Read the purchase, decide, and commit at the version read.
+    """Read the purchase and what its take-backs took, decide, and commit at the version read.
 
     A concurrent writer makes the commit fail as a whole, and the loop decides
     again on the fresh state, where an event already applied decides nothing.
     """
     for _ in range(MAX_ATTEMPTS):
         current = store.get_purchase(payment_intent_id)
-        decision = decide_on(current)
+        decision = decide_on(current, _taken_back(store, current))
         if decision.transition is None:
             return Applied(decision.disposition, current, reason=decision.reason)
         try:
@@ -105,6 +105,18 @@ def _settle(
         f"payment intent {payment_intent_id} kept changing under "
         f"{MAX_ATTEMPTS} attempts; retry later"
     )
+
+
+def _taken_back(store: BalanceRepository, current: Purchase | None) -> int:
+    """What the purchase's take-backs took from the balance, net of give-backs.
+
+    Read after the purchase: entries of a later transition than the version read
+    can only belong to a commit that makes ours fail at that version. A purchase
+    that never reached a take-back target took nothing, and costs no read.
+    """
+    if current is None or current.tokens_taken_back == 0:
+        return 0
+    return taken_back(store.purchase_ledger(current.payment_intent_id))
 
 
 def grant_tokens(

@@ -34,6 +34,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from buytokens.adapters.stripe_events import HANDLED_EVENT_TYPES
 from buytokens.domain.errors import OperatorError
 from buytokens.entrypoints.container import Container, create_container
 from buytokens.entrypoints.settings import Settings
@@ -171,8 +172,11 @@ def running_demo(port: int = 0, *, host: str = LOOPBACK) -> Iterator[Demo]:
         localstripe = LocalStripe.start()
         stack.callback(localstripe.stop)
         webhook_secret = "whsec_" + secrets.token_hex(24)
+        # Subscribed to the events an operator subscribes a real endpoint to.
         localstripe.register_webhook(
-            f"http://{LOOPBACK}:{bound_port}{WEBHOOK_PATH}", webhook_secret
+            f"http://{LOOPBACK}:{bound_port}{WEBHOOK_PATH}",
+            webhook_secret,
+            events=sorted(HANDLED_EVENT_TYPES),
         )
 
         settings = Settings(

@@ -21,6 +21,8 @@ from buytokens.adapters.stripe_events import (
     CHARGE_REFUNDED,
     DISPUTE_CLOSED,
     DISPUTE_CREATED,
+    DISPUTE_FUNDS_REINSTATED,
+    DISPUTE_FUNDS_WITHDRAWN,
     PAYMENT_INTENT_CANCELED,
     PAYMENT_INTENT_FAILED,
     PAYMENT_INTENT_PROCESSING,
@@ -98,6 +100,7 @@ class InMemoryPaymentGateway:
         self._intents: dict[str, StripeJson] = {}
         self._by_purchase: dict[str, tuple[tuple[object, ...], str]] = {}
         self._events: list[StripeJson] = []
+        self._disputes: dict[str, StripeJson] = {}
         self._declined_cards = dict(DECLINED_CARDS)
         self._unavailable_calls: int | None = 0
         self._sequence = itertools.count(1)
@@ -241,8 +244,16 @@ class InMemoryPaymentGateway:
             charge["refunded"] = charge["amount_refunded"] == charge["amount"]
             return self._record(CHARGE_REFUNDED, charge)
 
-    def open_dispute(self, payment_intent_id: str, amount: int | None = None) -> StripeJson:
-        """The customer disputes the charge; returns ``charge.dispute.created``."""
+    def open_dispute(
+        self, payment_intent_id: str, amount: int | None = None, *, inquiry: bool = False
+    ) -> StripeJson:
+        """The customer disputes the charge; returns ``charge.dispute.created``.
+
+        A chargeback (status ``needs_response``) by default; with ``inquiry`` a
+        pre-dispute inquiry (``warning_needs_response``) that moves no money.
+        Stripe also sends ``charge.dispute.funds_withdrawn`` for a chargeback:
+        ``withdraw_funds`` records it.
+        """
         with self._lock:
             intent = self._intent(payment_intent_id)
             charge = self._charge(intent)
@@ -253,15 +264,30 @@ class InMemoryPaymentGateway:
                 "currency": charge["currency"],
                 "charge": charge["id"],
                 "payment_intent": payment_intent_id,
-                "status": "needs_response",
+                "status": "warning_needs_response" if inquiry else "needs_response",
             }
+            self._disputes[dispute["id"]] = dispute
             return self._record(DISPUTE_CREATED, dispute)
 
-    def close_dispute(self, dispute_event: Mapping[str, Any], status: str) -> StripeJson:
-        """Close the dispute opened by ``dispute_event`` with Stripe's ``status`` (``won``,
-        ``lost``, ``warning_closed``); returns ``charge.dispute.closed``."""
+    def withdraw_funds(self, dispute_event: Mapping[str, Any]) -> StripeJson:
+        """The disputed amount leaves the balance (an inquiry escalates to a chargeback);
+        returns ``charge.dispute.funds_withdrawn``."""
         with self._lock:
-            dispute = dict(dispute_event["data"]["object"])
+            dispute = self._dispute(dispute_event)
+            if dispute["status"].startswith("warning_"):
+                dispute["status"] = "needs_response"
+            return self._record(DISPUTE_FUNDS_WITHDRAWN, dispute)
+
+    def reinstate_funds(self, dispute_event: Mapping[str, Any]) -> StripeJson:
+        """The disputed amount comes back; returns ``charge.dispute.funds_reinstated``."""
+        with self._lock:
+            return self._record(DISPUTE_FUNDS_REINSTATED, self._dispute(dispute_event))
+
+    def close_dispute(self, dispute_event: Mapping[str, Any], status: str) -> StripeJson:
+        """Close the dispute of ``dispute_event`` with Stripe's ``status`` (``won``, ``lost``,
+        ``warning_closed``, ``prevented``...); returns ``charge.dispute.closed``."""
+        with self._lock:
+            dispute = self._dispute(dispute_event)
             dispute["status"] = status
             return self._record(DISPUTE_CLOSED, dispute)
 
@@ -322,6 +348,13 @@ class InMemoryPaymentGateway:
         if intent is None:
             raise NotFound(f"no payment intent {payment_intent_id!r}")
         return intent
+
+    def _dispute(self, dispute_event: Mapping[str, Any]) -> StripeJson:
+        dispute_id = dispute_event["data"]["object"]["id"]
+        dispute = self._disputes.get(dispute_id)
+        if dispute is None:
+            raise NotFound(f"no dispute {dispute_id!r}")
+        return dispute
 
     def _charge(self, intent: StripeJson) -> StripeJson:
         if intent["status"] != "succeeded":
