@@ -1,7 +1,7 @@
 // Calls to our JSON API under /api/custom, with the user's access token; failures come back
 // as ApiError (the server's {success: false, error: {code, message}}) or NetworkError.
 
-import { endSession, tokenAfterRefusal, tokenForCall } from './session.js';
+import { endSession, tokenAccepted, tokenAfterRefusal, tokenForCall } from './session.js';
 
 const API = '/api/custom';
 
@@ -48,14 +48,18 @@ export async function api(method, path, { body, headers = {}, auth = true } = {}
   const token = await tokenForCall();
   if (!token) throw new ApiError(401, 'unauthorized', 'missing token');
   try {
-    return await send(method, path, body, headers, token);
+    const answer = await send(method, path, body, headers, token);
+    tokenAccepted();
+    return answer;
   } catch (error) {
     if (!(error instanceof ApiError) || error.status !== 401) throw error;
     // Refused (expired early, or a clock that is off): one new token, one more try.
     const renewed = await tokenAfterRefusal(token);
     if (!renewed || renewed === token) throw error;
     try {
-      return await send(method, path, body, headers, renewed);
+      const answer = await send(method, path, body, headers, renewed);
+      tokenAccepted();
+      return answer;
     } catch (again) {
       // A token just renewed and still refused: asking again would only repeat that.
       if (again instanceof ApiError && again.status === 401) endSession();

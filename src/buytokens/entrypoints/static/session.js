@@ -17,6 +17,8 @@ const session = {
   /** @type {Promise<string | null> | null} the one refresh under way, shared by every caller */
   inFlight: null,
   pausedUntil: 0,
+  /** a 401 has already cost one renewal, and no call has been accepted since */
+  renewedAfterRefusal: false,
 };
 
 /**
@@ -131,7 +133,20 @@ export async function tokenForCall() {
  */
 export async function tokenAfterRefusal(refused) {
   if (state.token && state.token !== refused) return state.token; // another call renewed it
+  if (session.inFlight) return session.inFlight; // another call is renewing it
+  if (session.renewedAfterRefusal) {
+    // The token that renewal brought was refused too (several calls may learn it at once):
+    // asking LibreChat again would only repeat that.
+    endSession();
+    return null;
+  }
+  session.renewedAfterRefusal = true;
   return renewToken();
+}
+
+/** A call went through with the current token: a later refusal may renew once again. */
+export function tokenAccepted() {
+  session.renewedAfterRefusal = false;
 }
 
 /** LibreChat's sign-in, coming back to this page. */
