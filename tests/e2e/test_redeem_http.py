@@ -167,3 +167,18 @@ def test_openapi_documents_the_route_and_its_errors(stack: Stack) -> None:
     assert "RedeemResponse" in str(post["responses"]["200"])
     for status in ("401", "404", "409", "410", "429", "503"):
         assert "ErrorResponse" in str(post["responses"][status]), status
+
+
+def test_serve_finishes_an_interrupted_redemption_at_start_up(tmp_path: Path) -> None:
+    """A code claimed before a crash, never credited, is credited once when the app starts."""
+    container = create_container(settings_for(tmp_path))
+    desk = container.code_desk()
+    (code,) = create_codes(desk, 777, 1, "interrupted")
+    assert desk.codes.claim(code.digest, "alice", desk.clock.now())  # then the process died
+    with TestClient(create_app(container)) as client:
+        balance = client.get("/api/custom/balance", headers=auth("alice")).json()
+        assert balance["tokenCredits"] == 777
+        again = client.post(REDEEM, json={"code": code.display()}, headers=auth("alice"))
+        assert again.status_code == 409
+    assert list(desk.codes.uncredited()) == []
+    assert desk.store.balance("alice") == 777
