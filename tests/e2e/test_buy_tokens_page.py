@@ -25,6 +25,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
 
+from buytokens.adapters.memory import InMemoryBalanceRepository
+from buytokens.adapters.memory_codes import InMemoryRedemptionCodes
+from buytokens.adapters.system import SystemClock
+from buytokens.services.codes import CodeDesk, create_codes
 from buytokens.testing.demo import Demo, running_demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -518,6 +522,58 @@ def test_phone_width_shows_the_whole_dialog_without_sideways_scrolling(
         assert card_box["x"] + card_box["width"] <= 390
     screenshot(page, "phone-modal")
     context.close()
+
+
+# -- redeeming a code ----------------------------------------------------------------
+
+
+def _issue_code(demo: Demo, tokens: int) -> str:
+    (code,) = create_codes(demo.container.code_desk(), tokens, 1, "page test")
+    return code.display()
+
+
+def test_an_operator_code_redeemed_on_the_page_updates_the_balance(shopper: Shopper) -> None:
+    """Typed in lower case without dashes, a code credits its tokens and shows the new balance;
+    redeeming it again shows the "already redeemed" message and changes nothing."""
+    code = _issue_code(shopper.demo, 123_456)
+    page = shopper.open()
+    expect(page.get_by_role("heading", name="兑换码")).to_be_visible()
+    page.locator("#bt-redeem-code").fill(code.replace("-", "").lower())
+    page.get_by_role("button", name="兑换", exact=True).click()
+    message = page.locator("#bt-redeem-message")
+    expect(message).to_have_text("兑换成功！已到账 123,456 代币，当前余额 123,456。")
+    expect(page.locator("#bt-balance")).to_have_text("123,456")
+    expect(page.locator("#bt-redeem-code")).to_have_value("")
+    screenshot(page, "redeem-success")
+    page.locator("#bt-redeem-code").fill(code)
+    page.locator("#bt-redeem-code").press("Enter")
+    expect(message).to_have_text("该兑换码已被使用。")
+    expect(message).to_have_attribute("data-kind", "error")
+    expect(page.locator("#bt-balance")).to_have_text("123,456")
+    assert shopper.balance() == 123_456
+
+
+def test_unknown_and_mistyped_codes_say_so_in_english(shopper: Shopper) -> None:
+    """In English, an unknown code and a typo get their own messages; nothing is credited."""
+    page = shopper.open()
+    page.locator("#bt-lang").select_option("en")
+    expect(page.get_by_role("heading", name="Redeem a code")).to_be_visible()
+    stranger = "7KQ2-M9XD-4RTB-HN0C-WZ5F"
+    page.locator("#bt-redeem-code").fill(stranger)
+    page.get_by_role("button", name="Redeem").click()
+    message = page.locator("#bt-redeem-message")
+    expect(message).to_contain_text("That code is not right")
+    real = _issue_code(shopper.demo, 5)
+    page.locator("#bt-redeem-code").fill(real[:-1] + ("0" if real[-1] != "0" else "1"))
+    page.get_by_role("button", name="Redeem").click()
+    expect(message).to_contain_text("typo")
+    (unknown,) = create_codes(
+        CodeDesk(InMemoryRedemptionCodes(), InMemoryBalanceRepository(), SystemClock()), 5, 1, "x"
+    )
+    page.locator("#bt-redeem-code").fill(unknown.display())
+    page.get_by_role("button", name="Redeem").click()
+    expect(message).to_have_text("No such code, or it has expired.")
+    expect(page.locator("#bt-balance")).to_have_text("0")
 
 
 # -- the demo command ---------------------------------------------------------------

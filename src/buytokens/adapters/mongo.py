@@ -180,6 +180,7 @@ _CONTEXTS = {
     EntryKind.REFUND: "refund",
     EntryKind.DISPUTE: "dispute",
     EntryKind.ADMIN: "admin",
+    EntryKind.REDEMPTION: "code_redemption",
 }
 _KINDS = {context: kind for kind, context in _CONTEXTS.items()}
 _UNIQUE_BALANCE_INDEX = "buytokens_one_balance_per_user"

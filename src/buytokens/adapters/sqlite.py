@@ -107,6 +107,26 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX ledger_by_payment_intent ON ledger (payment_intent_id, seq);
     """,
+    # 4: redemption codes, by digest (never the code); see adapters/sqlite_codes.py
+    """
+    CREATE TABLE codes (
+        digest TEXT PRIMARY KEY,
+        hint TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        tokens INTEGER NOT NULL CHECK (tokens > 0),
+        reason TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        payment_intent_id TEXT,
+        buyer_id TEXT,
+        redeemed_by TEXT,
+        redeemed_at TEXT,
+        credited INTEGER NOT NULL DEFAULT 0 CHECK (credited = 0 OR redeemed_by IS NOT NULL)
+    );
+    CREATE INDEX codes_by_created ON codes (created_at);
+    CREATE INDEX codes_uncredited ON codes (redeemed_at)
+        WHERE redeemed_by IS NOT NULL AND credited = 0;
+    """,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -264,10 +264,14 @@ class CodeRecord:
     redeemed_by: str | None = None
     redeemed_at: datetime | None = None
     void_reason: str | None = None
+    credited: bool = False
+    """The redeemer's credit is on the ledger (redeeming claims the code first, then credits)."""
 
     def __attrs_post_init__(self) -> None:
         if (self.redeemed_by is None) != (self.redeemed_at is None):
             raise ValueError("redeemed_by and redeemed_at go together")
+        if self.credited and self.redeemed_by is None:
+            raise ValueError("only a redeemed code can have been credited")
         if self.kind is CodeKind.GIFT and not (self.payment_intent_id and self.buyer_id):
             raise ValueError("a gift code belongs to a payment intent and its buyer")
         if self.kind is CodeKind.OPERATOR and self.void_reason is not None:

@@ -38,6 +38,7 @@ class EntryKind(enum.StrEnum):
     REFUND = "refund"  # tokens taken back for a refunded share
     DISPUTE = "dispute"  # tokens held back for a dispute (negative) or released (positive)
     ADMIN = "admin"  # an operator's adjustment
+    REDEMPTION = "redemption"  # tokens credited for redeeming a code
 
 
 def _nonempty(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:

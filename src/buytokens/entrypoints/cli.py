@@ -6,16 +6,18 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
 from buytokens._version import __version__
 from buytokens.domain.catalogue import Catalogue
+from buytokens.domain.codes import MAX_CODES_PER_BATCH, CodeRecord, masked
 from buytokens.domain.errors import BuyTokensError
-from buytokens.domain.ledger import LedgerEntry, check_user_id
+from buytokens.domain.ledger import MAX_TOKENS, LedgerEntry, check_reason, check_user_id
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import Purchase
 from buytokens.entrypoints.container import Container, create_container
+from buytokens.services.codes import create_codes, list_codes
 from buytokens.services.crediting import approve_purchase, grant_tokens
 from buytokens.services.reconciliation import (
     EVENT_RETENTION,
@@ -86,6 +88,44 @@ def _payment_intent_id(value: str) -> str:
     return value
 
 
+def _code_tokens(value: str) -> int:
+    tokens = _whole_number(value, "--tokens")
+    if not 0 < tokens <= MAX_TOKENS:
+        raise argparse.ArgumentTypeError(f"--tokens must be 1-{MAX_TOKENS:,}, got {_shown(value)}")
+    return tokens
+
+
+def _count(value: str) -> int:
+    count = _whole_number(value, "--count")
+    if not 0 < count <= MAX_CODES_PER_BATCH:
+        raise argparse.ArgumentTypeError(
+            f"--count must be 1-{MAX_CODES_PER_BATCH:,}, got {_shown(value)}"
+        )
+    return count
+
+
+def _reason(value: str) -> str:
+    try:
+        return check_reason(value)
+    except BuyTokensError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _moment(value: str) -> datetime:
+    text = value.strip()
+    try:
+        if len(text) > 40:
+            raise ValueError(text)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--expires takes an ISO-8601 date or time such as 2026-12-31 or "
+            f"2026-12-31T18:00+08:00, got {_shown(value)}"
+        ) from None
+    # A date or a time without an offset is read as UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _port(value: str) -> int:
     if not value.isdecimal() or len(value) > 5 or not 0 < int(value) < 65536:
         raise argparse.ArgumentTypeError(f"port must be 1-65535, got {_shown(value)}")
@@ -146,6 +186,26 @@ def _parser() -> _Parser:
         type=_window,
         default=timedelta(days=3),
         help="how far back: 90m, 12h, 3d... at most 30d (default 3d)",
+    )
+    codes = commands.add_parser("codes", help="issue and list redemption codes")
+    code_commands = codes.add_subparsers(dest="codes_command", required=True, parser_class=_Parser)
+    create = code_commands.add_parser(
+        "create", help="issue codes worth TOKENS each; prints them one per line, once"
+    )
+    create.add_argument("--tokens", type=_code_tokens, required=True, help="tokens per code")
+    create.add_argument("--count", type=_count, required=True, help="how many codes")
+    create.add_argument("--reason", type=_reason, required=True, help="why, for the audit trail")
+    create.add_argument(
+        "--expires", type=_moment, help="ISO-8601 date or time, UTC unless it says otherwise"
+    )
+    code_list = code_commands.add_parser(
+        "list", help="the codes with their state (a code itself is never shown again)"
+    )
+    code_list.add_argument(
+        "--unredeemed", action="store_true", help="only codes that can still be redeemed"
+    )
+    code_list.add_argument(
+        "--limit", type=_limit, default=1000, help="rows at most, newest first (default 1000)"
     )
     doctor = commands.add_parser(
         "doctor", help="check the environment, the store and Stripe, and say what to fix"
@@ -221,11 +281,25 @@ def _run(args: argparse.Namespace, container: Container) -> int:
         from buytokens.services.doctor import Mode  # noqa: PLC0415
 
         return run_doctor(container, Mode(args.mode) if args.mode else None)
+    elif args.command == "codes":
+        return _codes(args, container)
     elif args.command == "reconcile":
         shop = container.shop()
         report = reconcile(shop, shop.clock.now() - args.since)
         print(_reconcile_report(report))
         return 0 if report.complete else 1
+    return 0
+
+
+def _codes(args: argparse.Namespace, container: Container) -> int:
+    desk = container.code_desk()
+    if args.codes_command == "create":
+        issued = create_codes(desk, args.tokens, args.count, args.reason, args.expires)
+        # The only time these codes exist outside the operator's hands: stdout, nothing else.
+        sys.stdout.write("".join(f"{code.display()}\n" for code in issued))
+    else:
+        records = list_codes(desk, unredeemed_only=args.unredeemed, limit=args.limit)
+        print(_codes_table(records, desk.clock.now()))
     return 0
 
 
@@ -309,6 +383,39 @@ def _ledger_table(entries: Sequence[LedgerEntry]) -> str:
         for e in entries
     ]
     return _table(("at (UTC)", "kind", "tokens", "shortfall", "balance", "reason"), rows)
+
+
+def _when(moment: datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _codes_table(records: Sequence[CodeRecord], now: datetime) -> str:
+    if not records:
+        return "no codes"
+    rows = [
+        (
+            masked(r.hint),
+            f"{r.tokens:,}",
+            r.state(now).value + ("" if r.credited or r.redeemed_by is None else " (crediting)"),
+            _when(r.created_at),
+            _when(r.expires_at),
+            r.redeemed_by or "",
+            _when(r.redeemed_at),
+            r.reason,
+        )
+        for r in records
+    ]
+    header = (
+        "code",
+        "tokens",
+        "state",
+        "created (UTC)",
+        "expires (UTC)",
+        "redeemed by",
+        "redeemed (UTC)",
+        "reason",
+    )
+    return _table(header, rows)
 
 
 def _reconcile_report(report: ReconcileReport) -> str:

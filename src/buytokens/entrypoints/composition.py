@@ -18,6 +18,7 @@ from buytokens.adapters.memory import (
     InMemoryBalanceRepository,
     InMemoryCheckoutKeys,
 )
+from buytokens.adapters.memory_codes import InMemoryRedemptionCodes
 from buytokens.adapters.single_flight import SingleFlightPaymentGateway
 from buytokens.adapters.sqlite import (
     SqliteBalanceRepository,
@@ -25,6 +26,7 @@ from buytokens.adapters.sqlite import (
     SqliteDatabase,
     SqliteEventJournal,
 )
+from buytokens.adapters.sqlite_codes import SqliteRedemptionCodes
 from buytokens.adapters.sqlite_inspection import SqliteStoreInspector
 from buytokens.adapters.stripe_account import StripeAccount
 from buytokens.adapters.stripe_gateway import (
@@ -39,9 +41,11 @@ from buytokens.entrypoints.settings import Settings
 from buytokens.ports.balances import BalanceRepository
 from buytokens.ports.checkout import CheckoutKeys, EventJournal
 from buytokens.ports.clock import Clock, IdSource
+from buytokens.ports.codes import RedemptionCodes
 from buytokens.ports.diagnostics import PaymentAccount, StoreInspector
 from buytokens.ports.payments import PaymentGateway
 from buytokens.services.checkout import Shop
+from buytokens.services.codes import CodeDesk
 
 MEMORY_URI = "memory://"
 _MONGO_SCHEMES = ("mongodb://", "mongodb+srv://", "mongomock://")
@@ -62,6 +66,7 @@ class Backend:
     rate_limit_storage: str  # a `limits` storage URI shared by every replica
     close: Callable[[], None] = _nothing_to_close  # releases connections and files
     durable: bool = True  # False: everything stored is lost when the process ends
+    codes: RedemptionCodes = attrs.field(kw_only=True)
 
 
 def build_catalogue(settings: Settings) -> Catalogue:
@@ -115,7 +120,14 @@ def open_backend(uri: str | os.PathLike[str], clock: Clock) -> Backend:
 def open_memory_backend(clock: Clock) -> Backend:
     """Stores that live and die with this process."""
     store = InMemoryBalanceRepository(clock)
-    return Backend(store, InMemoryCheckoutKeys(), store.journal, MEMORY_URI, durable=False)
+    return Backend(
+        store,
+        InMemoryCheckoutKeys(),
+        store.journal,
+        MEMORY_URI,
+        durable=False,
+        codes=InMemoryRedemptionCodes(),
+    )
 
 
 def open_sqlite_backend(path: str | os.PathLike[str], clock: Clock) -> Backend:
@@ -127,6 +139,7 @@ def open_sqlite_backend(path: str | os.PathLike[str], clock: Clock) -> Backend:
         SqliteEventJournal(sqlite),
         MEMORY_URI,
         sqlite.close,
+        codes=SqliteRedemptionCodes(sqlite),
     )
 
 
@@ -137,6 +150,7 @@ def open_mongo_backend(uri: str, clock: Clock) -> Backend:
         MongoCheckoutKeys,
         MongoEventJournal,
     )
+    from buytokens.adapters.mongo_codes import MongoRedemptionCodes  # noqa: PLC0415
 
     database = connect_mongo(uri)
     store = MongoBalanceRepository(database, clock)
@@ -151,6 +165,7 @@ def open_mongo_backend(uri: str, clock: Clock) -> Backend:
         uri if real else MEMORY_URI,
         _nothing_to_close if client is None else client.close,
         durable=real,
+        codes=MongoRedemptionCodes(database),
     )
 
 
@@ -211,6 +226,11 @@ def build_shop(
         clock,
         ids,
     )
+
+
+def build_code_desk(backend: Backend, clock: Clock) -> CodeDesk:
+    """The bundle the code use cases run on: the backend's codes and balances."""
+    return CodeDesk(backend.codes, backend.store, clock)
 
 
 DOCTOR_MONGO_TIMEOUT_MS = 3_000

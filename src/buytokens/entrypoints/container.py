@@ -8,6 +8,7 @@ from buytokens.adapters.system import SystemClock, UuidIdSource
 from buytokens.entrypoints.composition import (
     build_backend,
     build_catalogue,
+    build_code_desk,
     build_gateway,
     build_payment_account,
     build_shop,
@@ -37,6 +38,7 @@ class Container(containers.DeclarativeContainer):
     store = providers.Singleton(lambda backend: backend.store, backend)
     gateway = providers.Singleton(build_gateway, settings, clock)
     shop = providers.Singleton(build_shop, catalogue, backend, gateway, clock, ids)
+    code_desk = providers.Singleton(build_code_desk, backend, clock)
     authenticator = providers.Singleton(build_authenticator, settings)
     store_inspector = providers.Singleton(build_store_inspector, settings)
     payment_account = providers.Singleton(build_payment_account, settings)
@@ -54,6 +56,17 @@ class Container(containers.DeclarativeContainer):
             backend.rate_limit_storage,
             action="check-payment-intent",
             refusal="too many payment checks",
+        ),
+        settings,
+        backend,
+    )
+    redeem_rate_limiter = providers.Singleton(
+        lambda settings, backend: CheckoutRateLimiter(
+            settings.rate_limit_redeems_per_user,
+            settings.rate_limit_per_ip,
+            backend.rate_limit_storage,
+            action="redeem-code",
+            refusal="too many code redemption attempts",
         ),
         settings,
         backend,

@@ -16,6 +16,7 @@ from buytokens.entrypoints.web.ratelimit import (
     DEFAULT_CHECKS_PER_USER,
     DEFAULT_PER_IP,
     DEFAULT_PER_USER,
+    DEFAULT_REDEEMS_PER_USER,
 )
 
 STRIPE_JS_URL = "https://js.stripe.com/v3/"
@@ -47,6 +48,7 @@ class Settings:
     stripe_budget: float = DEFAULT_BUDGET
     stripe_retries: int = DEFAULT_NETWORK_RETRIES
     stripe_concurrency: int = STRIPE_CONCURRENCY
+    rate_limit_redeems_per_user: str = DEFAULT_REDEEMS_PER_USER
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -80,6 +82,9 @@ class Settings:
             ),
             stripe_concurrency=_number(
                 env, "BUYTOKENS_STRIPE_CONCURRENCY", STRIPE_CONCURRENCY, int, 1, 256
+            ),
+            rate_limit_redeems_per_user=env.get(
+                "BUYTOKENS_RATE_LIMIT_REDEEMS_PER_USER", DEFAULT_REDEEMS_PER_USER
             ),
         )
 

@@ -10,6 +10,7 @@
 //   dialog.js   the modal purchase dialog
 //   account.js  balance, history, catalogue, signing out
 //   pay.js      Stripe.js: card element, confirming, waiting for the credit
+//   redeem.js   the "redeem a code" form
 // This entry wires them together and starts the page.
 
 import { handleAuthFailure, loadPackages, refreshBalance, refreshHistory, signedOut } from './account.js';
@@ -17,6 +18,7 @@ import { NetworkError } from './api.js';
 import { closeDialog, onDialogKeydown, openDialog } from './dialog.js';
 import { HOST_THEME_KEY, applyHostTheme, chooseLanguage, pickLanguage, t } from './i18n.js';
 import { loadMethods, mountStripe, pay, resumeRedirectedPayment } from './pay.js';
+import { setUpRedeemForm } from './redeem.js';
 import { $, applyTranslations, hideNotice, renderPayButton, showNotice } from './render.js';
 import { handedOverToken, listenForHostToken, renewToken, setToken } from './session.js';
 import { state } from './state.js';
@@ -77,6 +79,7 @@ function start() {
   // On the document, not the dialog: while Pay is disabled the focus can fall to <body>.
   document.addEventListener('keydown', onDialogKeydown);
   $('bt-pay').addEventListener('click', pay);
+  setUpRedeemForm();
   $('bt-lang').addEventListener('change', () => {
     chooseLanguage($('bt-lang', HTMLSelectElement).value);
     applyTranslations();

@@ -21,6 +21,8 @@ from buytokens.domain.errors import (
     ConfigurationError,
     GatewayRejected,
     GatewayTimeout,
+    GiftAlreadyRedeemed,
+    GiftVoid,
     IdempotencyConflict,
     InvalidWebhook,
     NotFound,
@@ -29,7 +31,7 @@ from buytokens.domain.errors import (
     UserError,
 )
 from buytokens.entrypoints.container import Container, create_container
-from buytokens.entrypoints.web import routes
+from buytokens.entrypoints.web import code_routes, routes
 from buytokens.entrypoints.web.auth import Unauthorized
 from buytokens.entrypoints.web.maintenance import lifespan
 from buytokens.entrypoints.web.page import build_page_router
@@ -46,6 +48,8 @@ _STATUS: tuple[tuple[type[BuyTokensError], int], ...] = (
     (NotFound, 404),
     (PaymentDeclined, 402),
     (IdempotencyConflict, 409),
+    (GiftAlreadyRedeemed, 409),
+    (GiftVoid, 410),
     (UserError, 400),
     (ConfigurationError, 503),
     (GatewayTimeout, 504),
@@ -84,7 +88,7 @@ def error_response(
 def create_app(container: Container | None = None) -> FastAPI:
     """Build the app on ``container`` (from the environment when omitted). No I/O here."""
     container = container or create_container()
-    container.wire(modules=[routes])
+    container.wire(modules=[routes, code_routes])
     app = FastAPI(
         title="buytokens",
         version=__version__,
@@ -93,6 +97,7 @@ def create_app(container: Container | None = None) -> FastAPI:
     )
     app.state.container = container
     app.include_router(routes.router)
+    app.include_router(code_routes.router)
     app.include_router(build_page_router(container.settings()))
     _install_error_handlers(app)
     _install_request_log(app)

@@ -4,44 +4,65 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
 from buytokens.domain.errors import BuyTokensError
 from buytokens.ports.balances import UnfinishedWork
+from buytokens.services.codes import CodeDesk, finish_redemptions
 
 log = logging.getLogger("buytokens.maintenance")
 
 
-async def finish_unfinished_work(store: UnfinishedWork, interval: float) -> None:
-    """Run ``store.recover()`` every ``interval`` seconds, off the event loop, until cancelled.
+async def finish_unfinished_work(passes: Sequence[Callable[[], object]], interval: float) -> None:
+    """Run each pass, in order, every ``interval`` seconds, off the event loop, until cancelled.
 
     A failing pass is logged and the next one tries again: a store that is down
     now is usually back by then.
     """
     while True:
         await asyncio.sleep(interval)
-        try:
-            await asyncio.to_thread(store.recover)
-        except BuyTokensError as exc:
-            log.error("finishing interrupted writes failed: %s: %s", exc.code, exc.message)
+        for finish in passes:
+            try:
+                await asyncio.to_thread(finish)
+            except BuyTokensError as exc:
+                log.error("finishing interrupted writes failed: %s: %s", exc.code, exc.message)
+
+
+def finish_code_redemptions(desk: CodeDesk) -> None:
+    """Credit the redemptions a crash left uncredited, and log what could not be."""
+    report = finish_redemptions(desk)
+    if report.finished:
+        log.warning("finished %d interrupted code redemption(s)", report.finished)
+    for failure in report.failed:
+        log.error("an interrupted code redemption is still not credited: %s", failure)
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start the periodic recovery pass when the store needs one; stop it on shutdown."""
+    """Finish interrupted redemptions, then run the periodic passes; stop them on shutdown.
+
+    The store's own ``recover()`` runs first in each pass (MongoDB), so that the
+    redemptions it finishes find their ledger entries settled.
+    """
     container = app.state.container
     store = container.store()
-    task: asyncio.Task[None] | None = None
+    desk = container.code_desk()
+    passes: list[Callable[[], object]] = []
     if isinstance(store, UnfinishedWork):
-        interval = container.settings().recovery_interval
-        task = asyncio.create_task(finish_unfinished_work(store, interval))
+        passes.append(store.recover)
+    passes.append(lambda: finish_code_redemptions(desk))
+    try:
+        await asyncio.to_thread(finish_code_redemptions, desk)
+    except BuyTokensError as exc:
+        log.error("finishing interrupted code redemptions failed: %s: %s", exc.code, exc.message)
+    interval = container.settings().recovery_interval
+    task = asyncio.create_task(finish_unfinished_work(passes, interval))
     try:
         yield
     finally:
-        if task is not None:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task

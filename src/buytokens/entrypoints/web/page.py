@@ -71,6 +71,7 @@ PAGE_MODULES = (
     "dialog.js",
     "account.js",
     "pay.js",
+    "redeem.js",
 )
 """The page's ES modules, the entry first; each imports others only from this list."""
 

@@ -17,6 +17,8 @@ DEFAULT_PER_IP = "30/minute;200/hour"
 # The return-page check that has to ask Stripe: the page polls once a second
 # for half a minute; more than that is a script spending the account's API quota.
 DEFAULT_CHECKS_PER_USER = "60/minute;600/hour"
+# Redeeming a code: a person types a few; a script guessing codes types thousands.
+DEFAULT_REDEEMS_PER_USER = "10/minute;60/hour"
 
 
 class RateLimited(BuyTokensError):

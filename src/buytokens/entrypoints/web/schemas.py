@@ -111,6 +111,20 @@ class PurchasesResponse(BaseModel):
     purchases: list[PurchaseOut]
 
 
+class RedeemRequest(_Strict):
+    """A redemption or gift code as typed: any case, dashes and spaces optional."""
+
+    code: str = Field(min_length=1, max_length=256, examples=["7KQ2-M9XD-4RTB-HN0C-WZ5F"])
+
+
+class RedeemResponse(BaseModel):
+    """A code redeemed: the tokens it credited and the caller's balance now."""
+
+    success: Literal[True] = True
+    tokens: int
+    tokenCredits: int  # noqa: N815
+
+
 class WebhookResponse(BaseModel):
     """Stripe only reads the status code; the body helps whoever reads the logs."""
 

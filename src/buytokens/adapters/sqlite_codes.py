@@ -1,0 +1,133 @@
+"""RedemptionCodes in the embedded store's SQLite file (table ``codes``, migration 4)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from buytokens.adapters.sqlite import SqliteDatabase
+from buytokens.domain.codes import CodeKind, CodeRecord
+from buytokens.domain.errors import StoreCorrupted, UserError
+from buytokens.domain.users import canonical_user_id
+
+_COLUMNS = (
+    "digest, hint, kind, tokens, reason, created_at, expires_at, payment_intent_id, buyer_id, "
+    "redeemed_by, redeemed_at, credited"
+)
+_SELECT = f"SELECT {_COLUMNS} FROM codes"  # noqa: S608
+_INSERT = f"INSERT INTO codes ({_COLUMNS}) VALUES ({', '.join('?' * 12)})"  # noqa: S608
+
+
+class SqliteRedemptionCodes:
+    """RedemptionCodes in the same file as the balances.
+
+    ``claim`` is one ``UPDATE ... WHERE redeemed_by IS NULL``: of concurrent claims
+    (in this process or another on the same file) exactly one matches the row.
+    """
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self._db = database
+
+    def add(self, records: Sequence[CodeRecord]) -> None:
+        if any(record.redeemed_by is not None for record in records):
+            raise ValueError("only new, unredeemed codes can be added")
+        rows = [_row(record) for record in records]
+
+        def insert(conn: sqlite3.Connection) -> None:
+            try:
+                conn.executemany(_INSERT, rows)
+            except sqlite3.IntegrityError as exc:
+                raise StoreCorrupted(f"a code with this digest is already stored: {exc}") from exc
+
+        with self._db.guarded():
+            self._db.transact(insert)
+
+    def find(self, digest: str) -> CodeRecord | None:
+        rows = self._db.read(f"{_SELECT} WHERE digest = ?", (digest,))
+        return _record(rows[0]) if rows else None
+
+    def claim(self, digest: str, user_id: str, at: datetime) -> bool:
+        params = (canonical_user_id(user_id), at.isoformat(), digest)
+
+        def claim(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE codes SET redeemed_by = ?, redeemed_at = ? "
+                "WHERE digest = ? AND redeemed_by IS NULL",
+                params,
+            )
+            return cursor.rowcount == 1
+
+        with self._db.guarded():
+            return self._db.transact(claim)
+
+    def mark_credited(self, digest: str) -> None:
+        with self._db.guarded():
+            self._db.transact(
+                lambda conn: conn.execute(
+                    "UPDATE codes SET credited = 1 WHERE digest = ? AND redeemed_by IS NOT NULL",
+                    (digest,),
+                )
+            )
+
+    def codes(self, *, unredeemed_only: bool = False, limit: int = 1000) -> Sequence[CodeRecord]:
+        where = "WHERE redeemed_by IS NULL " if unredeemed_only else ""
+        rows = self._db.read(
+            f"{_SELECT} {where}ORDER BY created_at DESC, digest DESC LIMIT ?", (max(limit, 0),)
+        )
+        return [_record(row) for row in rows]
+
+    def uncredited(self, limit: int = 100) -> Sequence[CodeRecord]:
+        rows = self._db.read(
+            f"{_SELECT} WHERE redeemed_by IS NOT NULL AND credited = 0 "
+            "ORDER BY redeemed_at, digest LIMIT ?",
+            (max(limit, 0),),
+        )
+        return [_record(row) for row in rows]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _row(r: CodeRecord) -> tuple[object, ...]:
+    return (
+        r.digest,
+        r.hint,
+        r.kind.value,
+        r.tokens,
+        r.reason,
+        r.created_at.isoformat(),
+        _iso(r.expires_at),
+        r.payment_intent_id,
+        r.buyer_id,
+        r.redeemed_by,
+        _iso(r.redeemed_at),
+        int(r.credited),
+    )
+
+
+def _time(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+def _record(row: Sequence[Any]) -> CodeRecord:
+    (digest, hint, kind, tokens, reason, created, expires, pi, buyer, by, at, credited) = row
+    try:
+        return CodeRecord(
+            digest=str(digest),
+            hint=str(hint),
+            kind=CodeKind(str(kind)),
+            tokens=int(tokens),
+            created_at=datetime.fromisoformat(str(created)),
+            expires_at=_time(expires),
+            reason=str(reason),
+            payment_intent_id=None if pi is None else str(pi),
+            buyer_id=None if buyer is None else str(buyer),
+            redeemed_by=None if by is None else str(by),
+            redeemed_at=_time(at),
+            credited=bool(credited),
+        )
+    except (ValueError, TypeError, UserError) as exc:
+        raise StoreCorrupted(f"code row {digest!r} is unreadable: {exc}") from exc
