@@ -12,17 +12,27 @@
 
 The product logs as ``buytokens serve`` does (one JSON line per request on stderr);
 the caller decides where stderr goes.
+
+``--stack`` picks uvicorn's event loop and HTTP parser for every kind alike:
+``asyncio-h11`` (the default, and what a plain ``pip install buytokens`` gets)
+or ``uvloop-httptools`` (what ``uvicorn[standard]`` adds). It is explicit
+because uvicorn otherwise picks uvloop and httptools whenever they are installed.
+
+``--count-calls FILE`` runs the server under ``cProfile`` in every thread and
+writes the merged call counts to FILE when it shuts down (``bench.callcount``).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 
 import uvicorn
 from dependency_injector import providers
 from fastapi import FastAPI
 
+from bench import callcount
 from bench.baselines import ceiling_app, floor_app
 from buytokens.entrypoints.container import create_container
 from buytokens.entrypoints.server import configure_logging
@@ -31,6 +41,7 @@ from buytokens.entrypoints.web.app import create_app
 from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 
 KINDS = ("ceiling", "floor", "app", "app-memory-gateway")
+STACKS = {"asyncio-h11": ("asyncio", "h11"), "uvloop-httptools": ("uvloop", "httptools")}
 JWT_SECRET = "bench-jwt-secret-0123456789abcdef"
 WEBHOOK_SECRET = "whsec_bench_0123456789"
 
@@ -71,8 +82,15 @@ def main() -> None:
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--stack", choices=sorted(STACKS), default="asyncio-h11")
+    parser.add_argument("--count-calls", type=Path, help="write per-function call counts here")
     args = parser.parse_args()
+    counter = callcount.CallCounter.start() if args.count_calls else None
+    if counter is not None:
+        # uvicorn re-raises the SIGTERM it shut down on once it is done; outlive it to dump.
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
     app = build(args.kind, args.dir)
+    loop, http = STACKS[args.stack]
     # The same uvicorn options as `buytokens serve`, for every kind.
     uvicorn.run(
         app,
@@ -81,7 +99,11 @@ def main() -> None:
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=20,
+        loop=loop,
+        http=http,
     )
+    if counter is not None:
+        counter.dump(args.count_calls)
 
 
 if __name__ == "__main__":
