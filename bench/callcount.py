@@ -25,7 +25,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 # What is counted: (label, where, function name) as cProfile keys them. ``where`` is the
@@ -46,7 +45,7 @@ WATCHED: tuple[tuple[str, str, str], ...] = (
     ("Stripe objects built (StripeObject.__init__)", "stripe/_stripe_object.py", "__init__"),
     ("pydantic models built (BaseModel.__init__)", "pydantic/main.py", "__init__"),
     ("attrs objects built (generated __init__)", "<attrs", "__init__"),
-    ("attrs.evolve", "attr/_funcs.py", "evolve"),
+    ("attrs.evolve", "attr/", "evolve"),
     ("datetime.isoformat", "~", "<method 'isoformat' of 'datetime.datetime' objects>"),
     ("datetime.fromisoformat", "~", "<built-in method fromisoformat of type object>"),
     ("log records made (Logger.makeRecord)", "logging/__init__.py", "makeRecord"),
@@ -57,29 +56,18 @@ WATCHED: tuple[tuple[str, str, str], ...] = (
 
 
 class CallCounter:
-    """cProfile in this thread and in every thread started after ``start()``."""
+    """cProfile in every thread that calls ``begin_thread()`` (``bench.servers`` arranges it)."""
 
     def __init__(self) -> None:
         self._profiles: list[cProfile.Profile] = []
         self._lock = threading.Lock()
 
-    @classmethod
-    def start(cls) -> CallCounter:
-        counter = cls()
-        threading.setprofile(counter._begin_thread)
-        counter._enable()
-        return counter
-
-    def _enable(self) -> None:
+    def begin_thread(self) -> None:
+        """Count the calling thread's calls from now on."""
         profile = cProfile.Profile()
         with self._lock:
             self._profiles.append(profile)
         profile.enable()
-
-    def _begin_thread(self, frame: FrameType, event: str, arg: object) -> None:
-        # Runs once per new thread, as its first profile event; cProfile takes over from here.
-        sys.setprofile(None)
-        self._enable()
 
     def dump(self, path: Path) -> None:
         """Stop counting here and write every thread's counts, merged, as pstats data."""
@@ -101,7 +89,7 @@ def _matches(key: tuple[str, int, str], where: str, name: str) -> bool:
         return filename == "~"
     if where.startswith("<"):
         return filename.startswith(where)
-    return filename.endswith(where)
+    return filename.endswith(where) or (where.endswith("/") and f"/{where}" in filename)
 
 
 def counts(stats_file: Path) -> dict[str, int]:

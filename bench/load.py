@@ -185,7 +185,7 @@ async def run_load_async(
     result.seconds = time.perf_counter() - warm_until
     result.generator_cpu = time.process_time() - cpu_start
     if server_pid is not None and server_before is not None and server_after is not None:
-        result.server = procstat.usage(server_pid, server_before, server_after)
+        result.server = procstat.usage(server_before, server_after)
     return result
 
 

@@ -26,12 +26,13 @@ def available() -> bool:
     return Path(f"/proc/{os.getpid()}/stat").exists()
 
 
-def _cpu_seconds(stat_path: Path) -> float:
+def _cpu_seconds(stat_path: Path) -> tuple[float, float]:
+    """User and system CPU seconds."""
     text = stat_path.read_text()
     # The command name in parentheses may contain spaces; the fields after it do not.
     fields = text[text.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / _TICK
+    return utime / _TICK, stime / _TICK
 
 
 def _switches(status_path: Path) -> tuple[int, int]:
@@ -44,58 +45,81 @@ def _switches(status_path: Path) -> tuple[int, int]:
     return voluntary, involuntary
 
 
+def thread_kind(pid: int, tid: int, comm: str) -> str:
+    """What a server thread does, from its native name (``bench.servers`` sets them)."""
+    if tid == pid:
+        return "event loop"
+    if comm.startswith("AnyIO"):
+        return "worker threads"
+    if comm.startswith(("sqlite-writer", "handoff")):
+        return "writer thread"  # the product's SQLite writer, or its stand-in in hop_app
+    return "other threads"
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """One reading of a process."""
 
-    cpu: float  # user + system seconds of the whole process
-    threads: dict[int, float] = field(default_factory=dict)  # tid -> CPU seconds
+    user: float  # user seconds of the whole process
+    system: float  # system (kernel) seconds of the whole process
+    threads: dict[int, tuple[str, float]] = field(default_factory=dict)  # tid -> (kind, CPU s)
     switches: dict[int, tuple[int, int]] = field(default_factory=dict)  # tid -> (vol, invol)
 
 
 def snapshot(pid: int) -> Snapshot:
     """Read ``pid`` now; threads that exit while it is read are skipped."""
     root = Path(f"/proc/{pid}")
-    cpu = _cpu_seconds(root / "stat")
-    threads: dict[int, float] = {}
+    user, system = _cpu_seconds(root / "stat")
+    threads: dict[int, tuple[str, float]] = {}
     switches: dict[int, tuple[int, int]] = {}
     for task in (root / "task").iterdir():
         try:
-            threads[int(task.name)] = _cpu_seconds(task / "stat")
-            switches[int(task.name)] = _switches(task / "status")
+            tid = int(task.name)
+            kind = thread_kind(pid, tid, (task / "comm").read_text().strip())
+            threads[tid] = (kind, sum(_cpu_seconds(task / "stat")))
+            switches[tid] = _switches(task / "status")
         except (OSError, ValueError):
             continue
-    return Snapshot(cpu, threads, switches)
+    return Snapshot(user, system, threads, switches)
 
 
 @dataclass
 class Usage:
-    """What a process spent between two snapshots."""
+    """What a process spent between two snapshots.
 
-    cpu: float = 0.0  # seconds, all threads
-    main_thread_cpu: float = 0.0  # seconds on the thread whose id is the pid (the event loop)
+    ``by_thread`` counts only threads alive at the end; what exited threads
+    spent is in ``cpu`` alone.
+    """
+
+    cpu: float = 0.0  # user + system seconds, all threads
+    system: float = 0.0  # the part of ``cpu`` spent in the kernel (syscalls, fsync, wake-ups)
+    by_thread: dict[str, float] = field(default_factory=dict)  # thread kind -> CPU seconds
     voluntary: int = 0  # context switches of the threads alive at the end
     involuntary: int = 0
 
     def __add__(self, other: Usage) -> Usage:
+        by_thread = dict(self.by_thread)
+        for kind, seconds in other.by_thread.items():
+            by_thread[kind] = by_thread.get(kind, 0.0) + seconds
         return Usage(
             self.cpu + other.cpu,
-            self.main_thread_cpu + other.main_thread_cpu,
+            self.system + other.system,
+            by_thread,
             self.voluntary + other.voluntary,
             self.involuntary + other.involuntary,
         )
 
-    @property
-    def other_threads_cpu(self) -> float:
-        return self.cpu - self.main_thread_cpu
 
-
-def usage(pid: int, before: Snapshot, after: Snapshot) -> Usage:
+def usage(before: Snapshot, after: Snapshot) -> Usage:
     """``after - before``; a thread born in between counts from zero."""
     voluntary = involuntary = 0
     for tid, (vol, invol) in after.switches.items():
         vol0, invol0 = before.switches.get(tid, (0, 0))
         voluntary += vol - vol0
         involuntary += invol - invol0
-    main = after.threads.get(pid, 0.0) - before.threads.get(pid, 0.0)
-    return Usage(after.cpu - before.cpu, main, voluntary, involuntary)
+    by_thread: dict[str, float] = {}
+    for tid, (kind, seconds) in after.threads.items():
+        spent = seconds - before.threads.get(tid, (kind, 0.0))[1]
+        by_thread[kind] = by_thread.get(kind, 0.0) + spent
+    cpu = after.user + after.system - before.user - before.system
+    return Usage(cpu, after.system - before.system, by_thread, voluntary, involuntary)

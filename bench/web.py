@@ -107,9 +107,14 @@ class Measured:
         return self.server.cpu / self.answered if self.answered else float("nan")
 
     @property
-    def loop_cpu_per_request(self) -> float:
-        """The part of ``cpu_per_request`` spent on the event loop's thread."""
-        return self.server.main_thread_cpu / self.answered if self.answered else float("nan")
+    def kernel_cpu_per_request(self) -> float:
+        """The part of ``cpu_per_request`` spent in the kernel (syscalls, wake-ups, fsync)."""
+        return self.server.system / self.answered if self.answered else float("nan")
+
+    def thread_cpu_per_request(self, kind: str) -> float:
+        """CPU per request of one kind of thread (``bench.procstat.thread_kind``)."""
+        spent = self.server.by_thread.get(kind, 0.0)
+        return spent / self.answered if self.answered else float("nan")
 
     @property
     def switches_per_request(self) -> float:
@@ -463,28 +468,40 @@ def _cpu_rows(
 ) -> list[Row]:
     cpu = app.cpu_per_request / floor.cpu_per_request
     floor_share = floor.cpu_per_request / ceiling.cpu_per_request
-    loop = app.loop_cpu_per_request / floor.loop_cpu_per_request
+    loop = app.thread_cpu_per_request("event loop") / floor.thread_cpu_per_request("event loop")
+    off_loop = ("worker threads", "writer thread", "other threads")
+    app_off = sum(app.thread_cpu_per_request(kind) for kind in off_loop)
+    floor_off = sum(floor.thread_cpu_per_request(kind) for kind in off_loop)
     switches = app.switches_per_request / floor.switches_per_request
 
-    def split(m: Measured) -> str:
-        return f"{_us(m.loop_cpu_per_request)} + {_us(m.cpu_per_request - m.loop_cpu_per_request)}"
+    def threads(m: Measured) -> str:
+        return "/".join(_us(m.thread_cpu_per_request(kind)) for kind in off_loop[:2])
 
     return [
         Row(
             f"{name} server CPU per request, app vs durable floor",
-            f"{_us(app.cpu_per_request)} vs {_us(floor.cpu_per_request)} us",
+            f"{_us(app.cpu_per_request)} vs {_us(floor.cpu_per_request)} us "
+            f"(kernel {_us(app.kernel_cpu_per_request)} vs {_us(floor.kernel_cpu_per_request)})",
             cpu,
             *(at_most(cpu, cpu_goal) if cpu_goal is not None else ()),
         ),
         Row(
             f"{name} server CPU per request, durable floor vs ceiling",
-            f"{_us(floor.cpu_per_request)} vs {_us(ceiling.cpu_per_request)} us",
+            f"{_us(floor.cpu_per_request)} vs {_us(ceiling.cpu_per_request)} us "
+            f"(kernel {_us(floor.kernel_cpu_per_request)} vs "
+            f"{_us(ceiling.kernel_cpu_per_request)})",
             floor_share,
         ),
         Row(
-            f"{name} CPU on event loop + other threads, app vs floor",
-            f"{split(app)} vs {split(floor)} us",
+            f"{name} event-loop thread CPU per request, app vs floor",
+            f"{_us(app.thread_cpu_per_request('event loop'))} vs "
+            f"{_us(floor.thread_cpu_per_request('event loop'))} us",
             loop,
+        ),
+        Row(
+            f"{name} other threads' CPU per request (workers/writer), app vs floor",
+            f"{_us(app_off)} ({threads(app)}) vs {_us(floor_off)} ({threads(floor)}) us",
+            app_off / floor_off if floor_off else float("nan"),
         ),
         Row(
             f"{name} voluntary context switches per request, app vs floor",
