@@ -29,12 +29,19 @@ def cpu_name() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs, for a smoke check")
+    parser.add_argument(
+        "--uvicorn-standard",
+        action="store_true",
+        help="also run P1 and P2 with uvloop + httptools, for every app alike",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
+    print(f"# {time.strftime('%Y-%m-%d %H:%M %Z')}")
     print(f"# {cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     rows: list[Row] = []
-    parts = (("HTTP", web), ("Stripe hanging", faults), ("crediting", crediting), ("seed", seed))
-    for name, part in parts:
+    print("# measuring HTTP ...", flush=True)
+    rows += web.rows(args.quick, uvicorn_standard=args.uvicorn_standard)
+    for name, part in (("Stripe hanging", faults), ("crediting", crediting), ("seed", seed)):
         print(f"# measuring {name} ...", flush=True)
         rows += part.rows(args.quick)
     print()

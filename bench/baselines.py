@@ -13,11 +13,19 @@
 
 Both answer on the product's own paths, so the load generator sends identical
 bytes to the ceiling, the floor and the product.
+
+Two more steps between them, for taking the CPU cost apart (``bench.decompose``):
+**ceiling + hop** is the bare endpoint that also hands a no-op to a worker
+thread (``run_in_threadpool``), as the floor and the product do for their
+blocking work; **ceiling + two hops** has that worker hand the no-op on to one
+dedicated thread through a queue and wait for it, as the product's SQLite
+writer is reached.
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import sqlite3
 import threading
 import uuid
@@ -46,6 +54,46 @@ def ceiling_app() -> FastAPI:
     @app.post(CHECKOUT_PATH)
     async def bare(request: Request) -> Response:
         await request.body()
+        return Response(_OK, media_type="application/json")
+
+    return app
+
+
+class _Handoff:
+    """One thread that answers whatever is queued to it, as the product's SQLite writer does."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[threading.Event] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="handoff", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            self._queue.get().set()
+
+    def call(self) -> None:
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait()
+
+
+def _nothing() -> None:
+    return None
+
+
+def hop_app(*, two_hops: bool = False) -> FastAPI:
+    """The bare endpoint plus one worker-thread hop (and, with ``two_hops``, a second)."""
+    app = FastAPI()
+    work = _Handoff().call if two_hops else _nothing
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response(_OK, media_type="application/json")
+
+    @app.post(WEBHOOK_PATH)
+    @app.post(CHECKOUT_PATH)
+    async def hop(request: Request) -> Response:
+        await request.body()
+        await run_in_threadpool(work)
         return Response(_OK, media_type="application/json")
 
     return app

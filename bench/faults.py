@@ -27,6 +27,7 @@ from bench.table import Row, at_most
 from bench.web import (
     HOST,
     LOAD_CPU,
+    Contender,
     Measured,
     bearer_token,
     pin_to,
@@ -109,14 +110,18 @@ class HangingRun:
 def bench_hanging(rounds: int, seconds: float, warmup: float) -> HangingRun:
     """P5: the webhooks of P1 while pages poll the check, Stripe healthy and hanging."""
     pin_to(LOAD_CPU)
-    kinds = [("healthy", "app-memory-gateway"), ("hanging", "app-stripe-hanging")]
-    results = {label: Measured(label, []) for label, _ in kinds}
-    checks: dict[str, Counter[int]] = {label: Counter() for label, _ in kinds}
+    labels = ("healthy", "hanging")
+    results = {label: Measured(label, []) for label in labels}
+    checks: dict[str, Counter[int]] = {label: Counter() for label in labels}
     with SilentServer() as stripe:
-        options = {"hanging": ["--stripe-api-base", stripe.url]}
-        with servers(kinds, options) as ports:
+        contenders = [
+            Contender("healthy", "app-memory-gateway"),
+            Contender("hanging", "app-stripe-hanging", options=("--stripe-api-base", stripe.url)),
+        ]
+        with servers(contenders) as running:
+            ports = {label: server.port for label, server in running.items()}
             for number in range(rounds):
-                for label, _ in kinds:
+                for label in labels:
                     with Pollers(ports[label]) as pollers:
                         time.sleep(1.0)  # the pollers fill the lane first
                         result = run_load(

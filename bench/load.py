@@ -10,6 +10,10 @@ count against the server.
 The generator is deliberately thin (no HTTP library on the hot path) and reports
 its own CPU use: when it approaches 100 % of its core it, not the server, is the
 limit, and the caller says so. Run it pinned to a core the server does not use.
+
+Given the server's process id, it also reads the server's CPU time and context
+switches (``bench.procstat``) at the start and at the end of the measured
+window, so a result says what the server spent per request answered.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bench import procstat
+
 RequestFactory = Callable[[int], bytes]
 
 
@@ -33,6 +39,7 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     generator_cpu: float = 0.0  # CPU seconds the generator itself used in the window
+    server: procstat.Usage | None = None  # what the server spent in the window, when watched
 
     @property
     def requests(self) -> int:
@@ -102,15 +109,21 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 class _Requests:
-    """Request ``i`` for a shared counter: prebuilt ones first, then built on demand."""
+    """Request ``i`` for a shared counter: prebuilt ones first, then built on demand.
 
-    def __init__(self, factory: RequestFactory, prebuilt: int) -> None:
+    With a ``limit``, None once that many requests have been handed out.
+    """
+
+    def __init__(self, factory: RequestFactory, prebuilt: int, limit: int | None = None) -> None:
         self._factory = factory
         self._ready = [factory(i) for i in range(prebuilt)]
         self._counter = itertools.count()
+        self._limit = limit
 
-    def next(self) -> bytes:
+    def next(self) -> bytes | None:
         i = next(self._counter)
+        if self._limit is not None and i >= self._limit:
+            return None
         return self._ready[i] if i < len(self._ready) else self._factory(i)
 
 
@@ -126,9 +139,10 @@ async def _client(
     try:
         while True:
             started = time.perf_counter()
-            if started >= stop_at:
+            request = requests.next() if started < stop_at else None
+            if request is None:
                 return
-            writer.write(requests.next())
+            writer.write(request)
             status, _ = await read_response(reader)
             finished = time.perf_counter()
             if started >= warm_until:
@@ -147,32 +161,42 @@ async def run_load_async(
     seconds: float = 5.0,
     warmup: float = 1.0,
     prebuilt: int = 0,
+    server_pid: int | None = None,
+    limit: int | None = None,
 ) -> LoadResult:
     """Drive ``clients`` keep-alive connections for ``warmup + seconds``; measure the last part.
 
     Only requests *started* after the warm-up count; the window ends when the
-    last client finishes its last request.
+    last client finishes its last request. With ``server_pid``, the server's CPU
+    use over that same window is in ``result.server``. With ``limit``, the run
+    also ends once that many requests have been sent.
     """
-    requests = _Requests(factory, prebuilt)
+    requests = _Requests(factory, prebuilt, limit)
     start = time.perf_counter()
     warm_until = start + warmup
     stop_at = warm_until + seconds
     result = LoadResult(seconds=seconds)
-    cpu_task = asyncio.create_task(_cpu_at(warm_until))
+    cpu_task = asyncio.create_task(_cpu_at(warm_until, server_pid))
     await asyncio.gather(
         *(_client(host, port, requests, warm_until, stop_at, result) for _ in range(clients))
     )
-    cpu_start = await cpu_task
+    server_after = procstat.snapshot(server_pid) if server_pid is not None else None
+    cpu_start, server_before = await cpu_task
     result.seconds = time.perf_counter() - warm_until
     result.generator_cpu = time.process_time() - cpu_start
+    if server_pid is not None and server_before is not None and server_after is not None:
+        result.server = procstat.usage(server_before, server_after)
     return result
 
 
-async def _cpu_at(moment: float) -> float:
+async def _cpu_at(moment: float, server_pid: int | None) -> tuple[float, procstat.Snapshot | None]:
     await asyncio.sleep(max(0.0, moment - time.perf_counter()))
-    return time.process_time()
+    server = procstat.snapshot(server_pid) if server_pid is not None else None
+    return time.process_time(), server
 
 
-def run_load(host: str, port: int, factory: RequestFactory, **options: float) -> LoadResult:
+def run_load(
+    host: str, port: int, factory: RequestFactory, **options: float | int | None
+) -> LoadResult:
     """``run_load_async`` on a fresh event loop."""
     return asyncio.run(run_load_async(host, port, factory, **options))  # type: ignore[arg-type]

@@ -173,7 +173,7 @@ class _Soak:
         user = self.rng.choice(self.users)
         intent = self._next_id("pi")
         event = succeeded_event(self._next_id("evt"), intent, user, int(time.time()))
-        subject = event["data"]["object"]  # type: ignore[index]
+        subject = event["data"]["object"]
         subject["amount"] = package.price.amount
         subject["currency"] = package.price.currency
         subject["metadata"]["packageId"] = package.id
