@@ -17,7 +17,7 @@ from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.events import PaymentSucceeded
 from buytokens.domain.money import Money
 from buytokens.entrypoints import cli
-from buytokens.services.crediting import apply_payment_event
+from buytokens.services.crediting import CreditingDependencies, apply_payment_event
 
 
 def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -71,7 +71,7 @@ def test_grant_balance_and_history_round_trip_on_the_sqlite_file(tmp_path: Path)
         "package_1m",
         SystemClock().now(),
     )
-    apply_payment_event(event, store, DEFAULT_CATALOGUE, SystemClock())
+    apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, SystemClock()), event)
     store.close()
     assert _run(tmp_path, "balance", "alice").stdout.strip() == "1000000"
     history = _run(tmp_path, "history", "alice").stdout
@@ -187,7 +187,7 @@ def test_approve_credits_a_flagged_purchase_once(tmp_path: Path) -> None:
     event = PaymentSucceeded(
         "evt_odd", "pi_odd", paid_less, "carol", package.id, SystemClock().now()
     )
-    apply_payment_event(event, store, DEFAULT_CATALOGUE, SystemClock())
+    apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, SystemClock()), event)
     store.close()
     assert "needs_review" in _run(tmp_path, "history", "carol").stdout
     listed = _run(tmp_path, "review").stdout.splitlines()

@@ -215,7 +215,7 @@ def test_from_env_opens_what_serve_opens(tmp_path: Path) -> None:
         assert container.store().balance("frank") == 7
         assert container.catalogue() == catalogue_opened
     finally:
-        container.backend().close()
+        container.stores().close()
 
 
 @pytest.mark.parametrize(

@@ -10,20 +10,17 @@ import pytest
 from buytokens.adapters.memory import (
     FixedClock,
     InMemoryBalanceRepository,
-    InMemoryCheckoutKeys,
-    InMemoryEventJournal,
-    SequentialIdSource,
 )
-from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.checkout import IntentRequest, IntentSnapshot
-from buytokens.services.checkout import (
+from buytokens.entrypoints.composition import UseCaseDependencies
+from buytokens.services.buying import (
     STALE_RESERVATION,
     CreatedIntent,
     RequestInProgress,
-    Shop,
     create_payment_intent,
 )
 from buytokens.testing.stripe_twin import InMemoryPaymentGateway
+from tests.support.use_cases import wire
 
 
 class _HeldGateway(InMemoryPaymentGateway):
@@ -56,25 +53,21 @@ def gateway(clock: FixedClock) -> _HeldGateway:
 
 
 @pytest.fixture
-def shop(gateway: _HeldGateway, clock: FixedClock) -> Shop:
+def use_cases(gateway: _HeldGateway, clock: FixedClock) -> UseCaseDependencies:
     """The buying use cases on in-memory fakes."""
-    return Shop(
-        DEFAULT_CATALOGUE,
-        InMemoryBalanceRepository(clock),
-        gateway,
-        InMemoryCheckoutKeys(),
-        InMemoryEventJournal(),
-        clock,
-        SequentialIdSource(),
-    )
+    return wire(gateway, clock, store=InMemoryBalanceRepository(clock))
 
 
-def _first_request_held(shop: Shop, gateway: _HeldGateway) -> tuple[threading.Thread, list[object]]:
+def _first_request_held(
+    use_cases: UseCaseDependencies, gateway: _HeldGateway
+) -> tuple[threading.Thread, list[object]]:
     results: list[object] = []
 
     def first() -> None:
         results.append(
-            create_payment_intent(shop, "alice", "package_100k", "card", idempotency_key="k1")
+            create_payment_intent(
+                use_cases.buying, "alice", "package_100k", "card", idempotency_key="k1"
+            )
         )
 
     thread = threading.Thread(target=first)
@@ -84,33 +77,37 @@ def _first_request_held(shop: Shop, gateway: _HeldGateway) -> tuple[threading.Th
 
 
 def test_a_second_request_with_a_key_still_in_flight_is_refused_without_calling_stripe(
-    shop: Shop, gateway: _HeldGateway
+    use_cases: UseCaseDependencies, gateway: _HeldGateway
 ) -> None:
     """While the first request with a key runs, the same key answers RequestInProgress."""
-    thread, results = _first_request_held(shop, gateway)
+    thread, results = _first_request_held(use_cases, gateway)
     try:
         with pytest.raises(RequestInProgress):
-            create_payment_intent(shop, "alice", "package_100k", "card", idempotency_key="k1")
+            create_payment_intent(
+                use_cases.buying, "alice", "package_100k", "card", idempotency_key="k1"
+            )
         assert gateway.creations == 1
     finally:
         gateway.finish_first.set()
         thread.join(30)
     (first,) = results
     assert isinstance(first, CreatedIntent)
-    again = create_payment_intent(shop, "alice", "package_100k", "card", idempotency_key="k1")
+    again = create_payment_intent(
+        use_cases.buying, "alice", "package_100k", "card", idempotency_key="k1"
+    )
     assert again.snapshot.id == first.snapshot.id
     assert gateway.creations == 1
 
 
 def test_a_reservation_older_than_the_stale_limit_is_taken_over(
-    shop: Shop, gateway: _HeldGateway, clock: FixedClock
+    use_cases: UseCaseDependencies, gateway: _HeldGateway, clock: FixedClock
 ) -> None:
     """A first request that never finished (its process died) does not block the key for ever."""
-    thread, results = _first_request_held(shop, gateway)
+    thread, results = _first_request_held(use_cases, gateway)
     try:
         clock.advance(STALE_RESERVATION + timedelta(seconds=1))
         taken_over = create_payment_intent(
-            shop, "alice", "package_100k", "card", idempotency_key="k1"
+            use_cases.buying, "alice", "package_100k", "card", idempotency_key="k1"
         )
         assert gateway.creations == 2
     finally:

@@ -16,7 +16,7 @@ from buytokens.domain.ledger import LedgerEntry, check_user_id
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import Purchase
 from buytokens.entrypoints.container import Container, create_container
-from buytokens.services.crediting import approve_purchase, grant_tokens
+from buytokens.services.admin import approve_purchase, grant_tokens, purchases_to_review
 from buytokens.services.reconciliation import (
     EVENT_RETENTION,
     ReconcileOutcome,
@@ -196,7 +196,7 @@ def _run(args: argparse.Namespace, container: Container) -> int:
         print(_ledger_table(store.ledger(args.user_id, args.limit)))
     elif args.command == "grant":
         entry = grant_tokens(
-            args.user_id, args.tokens, args.reason, container.store(), container.ids(), key=args.key
+            container.granting(), args.user_id, args.tokens, args.reason, key=args.key
         )
         line = (
             f"{entry.user_id}: {entry.applied:+,} tokens ({entry.reason}); "
@@ -206,11 +206,9 @@ def _run(args: argparse.Namespace, container: Container) -> int:
             line += f"; {entry.shortfall:,} could not be deducted (balance stops at zero)"
         print(line)
     elif args.command == "review":
-        print(_review_table(container.store().flagged_purchases(args.limit)))
+        print(_review_table(purchases_to_review(container.store(), args.limit)))
     elif args.command == "approve":
-        applied = approve_purchase(
-            args.payment_intent_id, args.reason, container.store(), container.clock()
-        )
+        applied = approve_purchase(container.approving(), args.payment_intent_id, args.reason)
         credit = applied.entries[0]
         print(
             f"{args.payment_intent_id}: credited {credit.applied:+,} tokens to {credit.user_id}; "
@@ -222,8 +220,7 @@ def _run(args: argparse.Namespace, container: Container) -> int:
 
         return run_doctor(container, Mode(args.mode) if args.mode else None)
     elif args.command == "reconcile":
-        shop = container.shop()
-        report = reconcile(shop, shop.clock.now() - args.since)
+        report = reconcile(container.reconciling(), container.clock().now() - args.since)
         print(_reconcile_report(report))
         return 0 if report.complete else 1
     return 0
