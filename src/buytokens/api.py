@@ -46,6 +46,9 @@ from buytokens.services.crediting import Applied
 from buytokens.services.reconciliation import ReconcileReport, reconcile
 from buytokens.services.webhooks import apply_received_event
 
+_KEY_NAME = "Idempotency-Key"
+"""How errors name ``idempotency_key``: as the HTTP API's clients know it, in the same words."""
+
 MAX_HISTORY = 1000
 """The most rows of each kind ``BuyTokens.history`` returns."""
 
@@ -240,7 +243,7 @@ class BuyTokens:
     @property
     def payment_methods(self) -> tuple[PaymentMethod, ...]:
         """The payment methods that can pay in the catalogue's currency."""
-        return buying.offered_methods(self._use_cases.buying)
+        return self._use_cases.buying.payment_methods
 
     # -- buying ---------------------------------------------------------------
 
@@ -262,14 +265,17 @@ class BuyTokens:
         ``UnknownPackage``, ``UnsupportedPaymentMethod``, ``PaymentDeclined``,
         ``GatewayUnavailable`` (retry) and ``ConfigurationError`` (no secret key).
         """
-        created = buying.create_payment_intent(
-            self._use_cases.buying,
-            _user(user_id),
-            package_id,
-            payment_method,
-            idempotency_key=idempotency_key,
-            email=email,
-        )
+        try:
+            created = buying.create_payment_intent(
+                self._use_cases.buying,
+                _user(user_id),
+                package_id,
+                payment_method,
+                idempotency_key=idempotency_key,
+                email=email,
+            )
+        except buying.IDEMPOTENCY_KEY_ERRORS as exc:
+            raise exc.naming(_KEY_NAME) from exc
         snapshot = created.snapshot
         return PaymentIntent(
             snapshot.id,

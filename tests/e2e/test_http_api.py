@@ -206,6 +206,23 @@ def test_the_same_key_for_another_package_is_409(stack: Stack) -> None:
     )
     assert response.status_code == 409
     assert _error(response) == "idempotency_conflict"
+    assert response.json()["error"]["message"] == (
+        "this Idempotency-Key was already used for a different request (package_500k/card)"
+    )
+
+
+def test_a_malformed_idempotency_key_is_400_naming_the_header(stack: Stack) -> None:
+    """The answer names the key as the client sent it: the Idempotency-Key header."""
+    response = stack.client.post(
+        CREATE,
+        json={"packageId": "package_1m", "paymentMethod": "card"},
+        headers=auth("alice") | {"Idempotency-Key": "k" * 256},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "invalid_idempotency_key",
+        "message": "Idempotency-Key must be 1-255 printable characters",
+    }
 
 
 def test_idempotency_keys_are_per_user(stack: Stack) -> None:

@@ -26,7 +26,7 @@ from buytokens.adapters.sqlite import (
     SqliteDatabase,
     SqliteEventJournal,
 )
-from buytokens.adapters.stripe_gateway import StripePaymentGateway
+from buytokens.adapters.stripe_gateway import STRIPE_EVENT_HISTORY, StripePaymentGateway
 from buytokens.adapters.system import SystemClock, UuidIdSource
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, PaymentMethod, TokenPackage
 from buytokens.domain.checkout import IntentRequest
@@ -39,7 +39,6 @@ from buytokens.entrypoints.composition import UseCaseDependencies
 from buytokens.ports.balances import BalanceRepository
 from buytokens.services.buying import check_payment_intent, create_payment_intent
 from buytokens.services.reconciliation import (
-    EVENT_RETENTION,
     ReconcileOutcome,
     ReconcileReport,
     ReconcileWindowTooLong,
@@ -461,7 +460,10 @@ def test_a_window_beyond_stripes_thirty_days_is_refused(
     twin.make_unavailable()  # proves the refusal comes first: listing would raise instead
 
     with pytest.raises(ReconcileWindowTooLong, match="30 days"):
-        reconcile(memory_use_cases.reconciling, clock.now() - EVENT_RETENTION - timedelta(hours=1))
+        reconcile(
+            memory_use_cases.reconciling,
+            clock.now() - STRIPE_EVENT_HISTORY.window - timedelta(hours=1),
+        )
 
 
 def test_a_window_of_exactly_thirty_days_is_accepted(
@@ -470,7 +472,10 @@ def test_a_window_of_exactly_thirty_days_is_accepted(
     """The longest window Stripe can answer completely is allowed."""
     _paid(memory_use_cases, twin, "alice")
 
-    assert reconcile(memory_use_cases.reconciling, clock.now() - EVENT_RETENTION).applied == 1
+    assert (
+        reconcile(memory_use_cases.reconciling, clock.now() - STRIPE_EVENT_HISTORY.window).applied
+        == 1
+    )
 
 
 def test_a_window_starting_in_the_future_is_refused(

@@ -12,6 +12,8 @@ from buytokens.adapters.memory import (
     InMemoryEventJournal,
     SequentialIdSource,
 )
+from buytokens.adapters.stripe_gateway import STRIPE_EVENT_HISTORY
+from buytokens.adapters.stripe_methods import offered_payment_methods
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, Catalogue
 from buytokens.entrypoints.composition import UseCaseDependencies
 from buytokens.ports.balances import BalanceRepository
@@ -47,6 +49,7 @@ def wire(
         store,
         BuyingDependencies(
             catalogue,
+            offered_payment_methods(catalogue.currency),
             store,
             gateway,
             keys if keys is not None else InMemoryCheckoutKeys(),
@@ -55,7 +58,7 @@ def wire(
         ),
         CheckingDependencies(crediting, gateway),
         WebhookDependencies(gateway, events),
-        ReconcileDependencies(gateway, events),
+        ReconcileDependencies(gateway, events, STRIPE_EVENT_HISTORY),
         GrantDependencies(store, ids),
         ApprovalDependencies(store, clock),
     )

@@ -10,19 +10,19 @@ from datetime import timedelta
 from typing import NoReturn
 
 from buytokens._version import __version__
+from buytokens.adapters.stripe_gateway import STRIPE_EVENT_HISTORY
 from buytokens.domain.catalogue import Catalogue
+from buytokens.domain.crediting import NOT_APPROVABLE
 from buytokens.domain.errors import BuyTokensError
 from buytokens.domain.ledger import LedgerEntry, check_user_id
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import Purchase
 from buytokens.entrypoints.container import Container, create_container
 from buytokens.services.admin import approve_purchase, grant_tokens, purchases_to_review
-from buytokens.services.reconciliation import (
-    EVENT_RETENTION,
-    ReconcileOutcome,
-    ReconcileReport,
-    reconcile,
-)
+from buytokens.services.reconciliation import ReconcileOutcome, ReconcileReport, reconcile
+
+_HINTS = {NOT_APPROVABLE: "; use `buytokens grant` instead"}
+"""What to do next, after the error line of a refusal with this code."""
 
 MAX_ROWS = 10_000
 """The most rows ``--limit`` may ask for."""
@@ -103,10 +103,12 @@ def _window(value: str) -> timedelta:
             f"--since takes a duration such as 90m, 12h or 3d, got {_shown(value)}"
         )
     window = timedelta(**{_WINDOW_UNITS[match[2]]: int(match[1])})
-    if not timedelta(0) < window <= EVENT_RETENTION:
+    history = STRIPE_EVENT_HISTORY
+    if not timedelta(0) < window <= history.window:
         raise argparse.ArgumentTypeError(
-            f"--since must be more than 0 and at most {EVENT_RETENTION.days}d "
-            f"(Stripe keeps events for {EVENT_RETENTION.days} days), got {_shown(value)}"
+            f"--since must be more than 0 and at most {history.window.days}d "
+            f"({history.provider} keeps events for {history.window.days} days), "
+            f"got {_shown(value)}"
         )
     return window
 
@@ -166,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args, create_container())
     except BuyTokensError as exc:
-        print(f"buytokens: error: {exc}", file=sys.stderr)
+        print(f"buytokens: error: {exc}{_HINTS.get(exc.code, '')}", file=sys.stderr)
         return 1
     except OverflowError as exc:
         # A number past what a store can hold, from input no bound above caught yet.

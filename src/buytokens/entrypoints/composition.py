@@ -30,8 +30,10 @@ from buytokens.adapters.stripe_account import StripeAccount
 from buytokens.adapters.stripe_gateway import (
     DEFAULT_BUDGET,
     DEFAULT_NETWORK_RETRIES,
+    STRIPE_EVENT_HISTORY,
     StripePaymentGateway,
 )
+from buytokens.adapters.stripe_methods import offered_payment_methods
 from buytokens.adapters.unconfigured_gateway import UnconfiguredPaymentGateway
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, Catalogue
 from buytokens.domain.errors import ConfigurationError
@@ -232,10 +234,18 @@ def build_use_cases(
     return UseCaseDependencies(
         catalogue,
         stores.store,
-        BuyingDependencies(catalogue, stores.store, shared, stores.keys, clock, ids),
+        BuyingDependencies(
+            catalogue,
+            offered_payment_methods(catalogue.currency),
+            stores.store,
+            shared,
+            stores.keys,
+            clock,
+            ids,
+        ),
         CheckingDependencies(crediting, shared),
         WebhookDependencies(shared, events),
-        ReconcileDependencies(shared, events),
+        ReconcileDependencies(shared, events, STRIPE_EVENT_HISTORY),
         GrantDependencies(stores.store, ids),
         ApprovalDependencies(stores.store, clock),
     )

@@ -14,11 +14,9 @@ from datetime import timedelta
 import attrs
 
 from buytokens.domain.catalogue import (
-    DEFAULT_PAYMENT_METHODS,
     Catalogue,
     PaymentMethod,
     TokenPackage,
-    offered_payment_methods,
     require_payment_method,
 )
 from buytokens.domain.checkout import IntentRequest, IntentSnapshot
@@ -42,17 +40,19 @@ MAX_IDEMPOTENCY_KEY = 255
 class BuyingDependencies:
     """What creating a payment intent needs.
 
-    The catalogue prices it, ``payment_methods`` are the methods enabled, ``keys``
-    remember clients' idempotency keys, and the store records the pending purchase.
+    The catalogue prices it, ``payment_methods`` are the methods offered for its
+    currency (which ones can pay in which currency is the provider's fact, given
+    by the composition root), ``keys`` remember clients' idempotency keys, and the
+    store records the pending purchase.
     """
 
     catalogue: Catalogue
+    payment_methods: tuple[PaymentMethod, ...]
     store: BalanceRepository
     gateway: PaymentGateway
     keys: CheckoutKeys
     clock: Clock
     ids: IdSource
-    payment_methods: tuple[PaymentMethod, ...] = DEFAULT_PAYMENT_METHODS
 
 
 @attrs.frozen
@@ -79,10 +79,53 @@ class IntentCheck:
     token_credits: int
 
 
+KEY_NAME = "idempotency key"
+"""How these errors name a client's idempotency key until its caller names it (``naming``)."""
+
+
+class InvalidIdempotencyKey(UserError):
+    """The idempotency key is empty, too long or not printable."""
+
+    code = "invalid_idempotency_key"
+
+    def __init__(self, max_length: int, *, key_name: str = KEY_NAME) -> None:
+        super().__init__(f"{key_name} must be 1-{max_length} printable characters")
+        self.max_length = max_length
+
+    def naming(self, key_name: str) -> InvalidIdempotencyKey:
+        """The same error, naming the key as the client knows it (e.g. an HTTP header)."""
+        return InvalidIdempotencyKey(self.max_length, key_name=key_name)
+
+
+class IdempotencyKeyReused(IdempotencyConflict):
+    """The idempotency key was first used for another request (``first_request``)."""
+
+    def __init__(self, first_request: str, *, key_name: str = KEY_NAME) -> None:
+        super().__init__(
+            f"this {key_name} was already used for a different request ({first_request})"
+        )
+        self.first_request = first_request
+
+    def naming(self, key_name: str) -> IdempotencyKeyReused:
+        """The same error, naming the key as the client knows it (e.g. an HTTP header)."""
+        return IdempotencyKeyReused(self.first_request, key_name=key_name)
+
+
 class RequestInProgress(RetryableError):
     """The same idempotency key is being served by another request right now."""
 
     code = "request_in_progress"
+
+    def __init__(self, *, key_name: str = KEY_NAME) -> None:
+        super().__init__(f"the first request with this {key_name} is still running")
+
+    def naming(self, key_name: str) -> RequestInProgress:
+        """The same error, naming the key as the client knows it (e.g. an HTTP header)."""
+        return RequestInProgress(key_name=key_name)
+
+
+IDEMPOTENCY_KEY_ERRORS = (InvalidIdempotencyKey, IdempotencyKeyReused, RequestInProgress)
+"""The errors about a client's idempotency key: an entrypoint catches them to say ``naming``."""
 
 
 def create_payment_intent(
@@ -97,31 +140,28 @@ def create_payment_intent(
     """Create a payment intent for a catalogue package, priced on the server only.
 
     With an idempotency key the same user and key always come back to the same
-    intent; reusing a key for another package or method raises IdempotencyConflict.
+    intent; reusing a key for another package or method raises IdempotencyKeyReused
+    (an IdempotencyConflict), a key still in use by its first request
+    RequestInProgress, and a malformed key InvalidIdempotencyKey. Their messages
+    say "idempotency key"; the entrypoint names the key as its clients know it.
     """
     package = deps.catalogue.get(package_id)
     method = require_payment_method(method_name, deps.catalogue.currency, deps.payment_methods)
     if idempotency_key is None:
         return _create(deps, deps.ids.new_id(), user_id, package, method, email)
     if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
-        raise UserError(
-            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters",
-            code="invalid_idempotency_key",
-        )
+        raise InvalidIdempotencyKey(MAX_IDEMPOTENCY_KEY)
     fingerprint = f"{package.id}/{method.value}"
     now = deps.clock.now()
     existing = deps.keys.reserve(user_id, idempotency_key, fingerprint, now)
     if existing is not None:
         if existing.fingerprint != fingerprint:
-            raise IdempotencyConflict(
-                "this Idempotency-Key was already used for a different request "
-                f"({existing.fingerprint})"
-            )
+            raise IdempotencyKeyReused(existing.fingerprint)
         if existing.payment_intent_id is not None:
             snapshot = deps.gateway.retrieve_payment_intent(existing.payment_intent_id)
             return CreatedIntent(snapshot, package.price)
         if now - existing.reserved_at < STALE_RESERVATION:
-            raise RequestInProgress("the first request with this Idempotency-Key is still running")
+            raise RequestInProgress()
     purchase_id = _purchase_id(user_id, idempotency_key)
     try:
         created = _create(deps, purchase_id, user_id, package, method, email)
@@ -209,11 +249,6 @@ def _recorded(
     if not settled:
         return purchase, None
     return purchase, IntentCheck(purchase.status, store.balance(user_id))
-
-
-def offered_methods(deps: BuyingDependencies) -> tuple[PaymentMethod, ...]:
-    """The payment methods the page may offer for this catalogue."""
-    return offered_payment_methods(deps.catalogue.currency, deps.payment_methods)
 
 
 def purchases_of(store: BalanceRepository, user_id: str, limit: int = 100) -> Iterable[Purchase]:

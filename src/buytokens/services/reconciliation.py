@@ -21,14 +21,11 @@ import attrs
 from buytokens.domain.checkout import ReceivedEvent
 from buytokens.domain.crediting import Disposition
 from buytokens.domain.errors import BuyTokensError, UserError
-from buytokens.ports.payments import PaymentGateway
+from buytokens.ports.payments import EventHistory, PaymentGateway
 from buytokens.services.webhooks import EventDependencies, apply_received_event
 
-EVENT_RETENTION = timedelta(days=30)
-"""How far back Stripe lists events; an older window would silently miss some."""
-
 # The caller computes ``since`` from the clock a moment before we read it again;
-# without some allowance a window of exactly EVENT_RETENTION would be refused.
+# without some allowance a window of exactly the provider's history would be refused.
 _CLOCK_ALLOWANCE = timedelta(minutes=1)
 
 
@@ -58,10 +55,12 @@ _OUTCOME_OF = {
 
 @attrs.frozen
 class ReconcileDependencies:
-    """What reconciling needs: the gateway that lists events, and applying them."""
+    """What reconciling needs: the gateway that lists events, how far back it lists them
+    (the provider's fact, given by the composition root), and applying them."""
 
     gateway: PaymentGateway
     events: EventDependencies
+    history: EventHistory
 
 
 @attrs.frozen
@@ -134,19 +133,20 @@ def reconcile(deps: ReconcileDependencies, since: datetime) -> ReconcileReport:
     path, and is journalled like a delivery. An event that fails is reported and
     the rest still run; a rerun picks the failed ones up again.
 
-    Raises ``ReconcileWindowTooLong`` for a window starting more than
-    ``EVENT_RETENTION`` ago, ``UserError`` for one starting in the future, and the
+    Raises ``ReconcileWindowTooLong`` for a window starting before the provider's
+    event history (``deps.history``), ``UserError`` for one starting in the future, and the
     gateway's errors (``GatewayUnavailable``, ``GatewayRejected``...) when the
     events cannot be listed at all; then nothing has been applied.
     """
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     now = deps.events.crediting.clock.now()
-    if since < now - EVENT_RETENTION - _CLOCK_ALLOWANCE:
+    history = deps.history
+    if since < now - history.window - _CLOCK_ALLOWANCE:
         raise ReconcileWindowTooLong(
-            f"cannot reconcile since {since:%Y-%m-%d %H:%M} UTC: Stripe keeps events for "
-            f"{EVENT_RETENTION.days} days only, so the window must start after "
-            f"{now - EVENT_RETENTION:%Y-%m-%d %H:%M} UTC"
+            f"cannot reconcile since {since:%Y-%m-%d %H:%M} UTC: {history.provider} keeps "
+            f"events for {history.window.days} days only, so the window must start after "
+            f"{now - history.window:%Y-%m-%d %H:%M} UTC"
         )
     if since > now:
         raise UserError(f"cannot reconcile since {since:%Y-%m-%d %H:%M} UTC: it is in the future")

@@ -35,16 +35,17 @@ from buytokens.entrypoints.web.schemas import (
 )
 from buytokens.ports.balances import BalanceRepository
 from buytokens.services.buying import (
+    IDEMPOTENCY_KEY_ERRORS,
     BuyingDependencies,
     CheckingDependencies,
     check_payment_intent,
     create_payment_intent,
-    offered_methods,
     purchases_of,
     recorded_check,
 )
 from buytokens.services.webhooks import WebhookDependencies, receive_webhook
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 WEBHOOK_MAX_BYTES = 1_000_000
 WEBHOOK_PATH = "/api/custom/stripe/webhook"
 
@@ -132,7 +133,7 @@ def packages(catalogue: CatalogueDep) -> PackagesResponse:
 @inject
 def payment_methods(user: User, buying: BuyingDep) -> PaymentMethodsResponse:
     """The payment methods offered for the catalogue's currency."""
-    return PaymentMethodsResponse(paymentMethods=[m.value for m in offered_methods(buying)])
+    return PaymentMethodsResponse(paymentMethods=[m.value for m in buying.payment_methods])
 
 
 @router.post(
@@ -149,7 +150,7 @@ async def create_intent(
     buying: BuyingDep,
     lane: LaneDep,
     limiter: Annotated[RateLimiter, Depends(Provided[Container.rate_limiter])],
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
 ) -> CreateIntentResponse:
     """Create a payment intent for a package; the price comes from the catalogue only.
 
@@ -158,17 +159,20 @@ async def create_intent(
     """
     limiter.hit(user.id, request.client.host if request.client else None)
     # Stripe may hang: on the lane's threads, never on the shared pool.
-    created = await lane.run(
-        partial(
-            create_payment_intent,
-            buying,
-            user.id,
-            body.packageId,
-            body.paymentMethod,
-            idempotency_key=idempotency_key,
-            email=user.email,
+    try:
+        created = await lane.run(
+            partial(
+                create_payment_intent,
+                buying,
+                user.id,
+                body.packageId,
+                body.paymentMethod,
+                idempotency_key=idempotency_key,
+                email=user.email,
+            )
         )
-    )
+    except IDEMPOTENCY_KEY_ERRORS as exc:
+        raise exc.naming(IDEMPOTENCY_HEADER) from exc
     return CreateIntentResponse(
         clientSecret=created.snapshot.client_secret,
         amount=created.amount.amount,
