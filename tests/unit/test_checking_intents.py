@@ -1,4 +1,4 @@
-"""The return-page check: settled purchases answer from the store; checks share Stripe calls."""
+"""The return-page check: owner only, credited as the webhook would, settled ones from the store."""
 
 from __future__ import annotations
 
@@ -217,3 +217,57 @@ def test_a_shared_call_never_shares_the_owners_answer(
     assert alice == [IntentCheck(PurchaseStatus.SUCCEEDED, TOKENS)]
     assert [type(o) for o in mallory] == [NotFound]
     assert use_cases.store.balance("mallory") == 0
+
+
+# -- the check itself: owner only, credited as the webhook would -------------------------------
+
+
+def test_a_paid_intent_is_credited_by_the_check_once(
+    stripe: InMemoryPaymentGateway, clock: FixedClock
+) -> None:
+    """No webhook came: the check applies the success, and checking again credits nothing more."""
+    use_cases = _use_cases(stripe, clock)
+    intent = _buy(use_cases)
+    assert check_payment_intent(use_cases.checking, "alice", intent) == IntentCheck(
+        PurchaseStatus.PENDING, 0
+    )
+    stripe.succeed(intent)
+    paid = IntentCheck(PurchaseStatus.SUCCEEDED, TOKENS)
+    assert check_payment_intent(use_cases.checking, "alice", intent) == paid
+    assert check_payment_intent(use_cases.checking, "alice", intent) == paid
+    assert len(use_cases.store.ledger("alice")) == 1
+
+
+def test_another_users_recorded_purchase_is_not_found_without_asking_stripe(
+    stripe: InMemoryPaymentGateway, clock: FixedClock
+) -> None:
+    """A stranger learns nothing about a pending purchase, not even whether Stripe is up."""
+    use_cases = _use_cases(stripe, clock)
+    intent = _buy(use_cases)
+    stripe.make_unavailable()
+    with pytest.raises(NotFound):
+        recorded_check(use_cases.store, "mallory", intent)
+    with pytest.raises(NotFound):
+        check_payment_intent(use_cases.checking, "mallory", intent)
+    assert use_cases.store.balance("mallory") == 0
+
+
+def test_an_intent_only_stripe_knows_is_credited_to_its_owner_from_its_metadata(
+    stripe: InMemoryPaymentGateway, clock: FixedClock
+) -> None:
+    """Created by another instance and paid: the owner's check credits it, a stranger's is 404."""
+    use_cases = _use_cases(stripe, clock)
+    intent = stripe.create_payment_intent(
+        IntentRequest("elsewhere-2", "alice", PACKAGE, PaymentMethod.CARD)
+    ).id
+    with pytest.raises(NotFound):  # not paid yet: nothing says whose it is
+        check_payment_intent(use_cases.checking, "alice", intent)
+    stripe.succeed(intent)
+    with pytest.raises(NotFound):
+        check_payment_intent(use_cases.checking, "mallory", intent)
+    assert use_cases.store.get_purchase(intent) is None
+    assert check_payment_intent(use_cases.checking, "alice", intent) == IntentCheck(
+        PurchaseStatus.SUCCEEDED, TOKENS
+    )
+    with pytest.raises(NotFound):  # now recorded: still alice's alone
+        recorded_check(use_cases.store, "mallory", intent)
