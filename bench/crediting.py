@@ -19,7 +19,7 @@ from buytokens.adapters.sqlite import SqliteBalanceRepository
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.events import PaymentSucceeded
 from buytokens.ports.balances import BalanceRepository
-from buytokens.services.crediting import apply_payment_event
+from buytokens.services.crediting import CreditingDependencies, apply_payment_event
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PACKAGE = DEFAULT_CATALOGUE.get("package_500k")
@@ -52,7 +52,7 @@ def core_loop(events: Sequence[PaymentSucceeded]) -> InMemoryBalanceRepository:
     clock = FixedClock(T0)
     store = InMemoryBalanceRepository(clock)
     for event in events:
-        apply_payment_event(event, store, DEFAULT_CATALOGUE, clock)
+        apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, clock), event)
     return store
 
 
@@ -84,7 +84,7 @@ def _apply_all(store: BalanceRepository, events: Sequence[PaymentSucceeded]) -> 
     clock = FixedClock(T0)
     start = time.perf_counter()
     for event in events:
-        apply_payment_event(event, store, DEFAULT_CATALOGUE, clock)
+        apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, clock), event)
     return time.perf_counter() - start
 
 

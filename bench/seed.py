@@ -39,7 +39,7 @@ from buytokens.adapters.mongo import (
     connect_mongo,
 )
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
-from buytokens.services.crediting import apply_payment_event
+from buytokens.services.crediting import CreditingDependencies, apply_payment_event
 
 USER = "user0"
 _OPERATIONS = frozenset(
@@ -109,7 +109,7 @@ def growth(
     def ours_batch(batch: Sequence[object]) -> float:
         start = time.perf_counter()
         for event in batch:
-            apply_payment_event(event, ours, DEFAULT_CATALOGUE, clock)  # type: ignore[arg-type]
+            apply_payment_event(CreditingDependencies(ours, DEFAULT_CATALOGUE, clock), event)  # type: ignore[arg-type]
         return time.perf_counter() - start
 
     result: dict[str, dict[int, tuple[float, int, float]]] = {"seed": {}, "ours": {}}

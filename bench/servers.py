@@ -94,7 +94,7 @@ def build(kind: str, directory: Path, stripe_api_base: str | None = None) -> Fas
         container.gateway.override(providers.Object(gateway))
     # What `buytokens serve` checks and opens before it listens.
     container.catalogue()
-    container.backend()
+    container.stores()
     container.gateway()
     container.rate_limiter()
     configure_logging()

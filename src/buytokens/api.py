@@ -27,21 +27,27 @@ from buytokens.domain.ledger import LedgerEntry
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import Purchase, PurchaseStatus
 from buytokens.entrypoints.composition import (
-    Backend,
-    build_backend,
+    Stores,
+    UseCaseDependencies,
     build_catalogue,
     build_gateway,
-    build_shop,
-    open_backend,
+    build_stores,
+    build_use_cases,
     open_catalogue,
     open_gateway,
+    open_stores,
 )
 from buytokens.entrypoints.settings import Settings
 from buytokens.ports.clock import Clock
 from buytokens.ports.payments import PaymentGateway
-from buytokens.services import checkout
-from buytokens.services.crediting import Applied, grant_tokens
+from buytokens.services import buying
+from buytokens.services.admin import grant_tokens
+from buytokens.services.crediting import Applied
 from buytokens.services.reconciliation import ReconcileReport, reconcile
+from buytokens.services.webhooks import apply_received_event
+
+_KEY_NAME = "Idempotency-Key"
+"""How errors name ``idempotency_key``: as the HTTP API's clients know it, in the same words."""
 
 MAX_HISTORY = 1000
 """The most rows of each kind ``BuyTokens.history`` returns."""
@@ -185,7 +191,7 @@ class BuyTokens:
                 api_version=stripe.api_version,
                 clock=clock,
             )
-        self._attach(open_catalogue(catalogue), gateway, clock, lambda: open_backend(store, clock))
+        self._attach(open_catalogue(catalogue), gateway, clock, lambda: open_stores(store, clock))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BuyTokens:
@@ -202,7 +208,7 @@ class BuyTokens:
             build_catalogue(settings),
             build_gateway(settings, clock),
             clock,
-            lambda: build_backend(settings, clock),
+            lambda: build_stores(settings, clock),
         )
         return self
 
@@ -211,17 +217,18 @@ class BuyTokens:
         catalogue: Catalogue,
         gateway: PaymentGateway,
         clock: Clock,
-        open_store: Callable[[], Backend],
+        open_stores: Callable[[], Stores],
     ) -> None:
-        # The store is opened last: nothing is left open when the rest is misconfigured.
-        backend = open_store()
-        self._close_store = backend.close
-        self._live: checkout.Shop | None = build_shop(
-            catalogue, backend, gateway, clock, UuidIdSource()
+        # The stores are opened last: nothing is left open when the rest is misconfigured.
+        stores = open_stores()
+        self._close_store = stores.close
+        self._clock = clock
+        self._live: UseCaseDependencies | None = build_use_cases(
+            catalogue, stores, gateway, clock, UuidIdSource()
         )
 
     @property
-    def _shop(self) -> checkout.Shop:
+    def _use_cases(self) -> UseCaseDependencies:
         if self._live is None:
             raise OperatorError("this BuyTokens has been closed", code="closed")
         return self._live
@@ -231,12 +238,12 @@ class BuyTokens:
     @property
     def catalogue(self) -> Catalogue:
         """The packages on sale, in one currency, in display order."""
-        return self._shop.catalogue
+        return self._use_cases.catalogue
 
     @property
     def payment_methods(self) -> tuple[PaymentMethod, ...]:
         """The payment methods that can pay in the catalogue's currency."""
-        return checkout.offered_methods(self._shop)
+        return self._use_cases.buying.payment_methods
 
     # -- buying ---------------------------------------------------------------
 
@@ -258,14 +265,17 @@ class BuyTokens:
         ``UnknownPackage``, ``UnsupportedPaymentMethod``, ``PaymentDeclined``,
         ``GatewayUnavailable`` (retry) and ``ConfigurationError`` (no secret key).
         """
-        created = checkout.create_payment_intent(
-            self._shop,
-            _user(user_id),
-            package_id,
-            payment_method,
-            idempotency_key=idempotency_key,
-            email=email,
-        )
+        try:
+            created = buying.create_payment_intent(
+                self._use_cases.buying,
+                _user(user_id),
+                package_id,
+                payment_method,
+                idempotency_key=idempotency_key,
+                email=email,
+            )
+        except buying.IDEMPOTENCY_KEY_ERRORS as exc:
+            raise exc.naming(_KEY_NAME) from exc
         snapshot = created.snapshot
         return PaymentIntent(
             snapshot.id,
@@ -291,7 +301,8 @@ class BuyTokens:
         raw = payload.encode("utf-8") if isinstance(payload, str) else payload
         if not isinstance(raw, bytes | bytearray):
             raise UserError("the webhook payload must be the raw request body (bytes)")
-        received = self._shop.gateway.parse_webhook(bytes(raw), signature_header)
+        webhooks = self._use_cases.webhooks
+        received = webhooks.gateway.parse_webhook(bytes(raw), signature_header)
         return self._apply(received)
 
     def apply_stripe_event(self, event: Mapping[str, Any]) -> EventOutcome:
@@ -308,7 +319,7 @@ class BuyTokens:
         return self._apply(translate_event(event))
 
     def _apply(self, received: ReceivedEvent) -> EventOutcome:
-        applied: Applied = checkout.apply_received_event(self._shop, received)
+        applied: Applied = apply_received_event(self._use_cases.events, received)
         payment = received.payment_event
         return EventOutcome(
             received.event_id,
@@ -327,21 +338,23 @@ class BuyTokens:
         the purchaser may look: another user's intent raises ``NotFound``, as an
         unknown one does.
         """
-        check = checkout.check_payment_intent(self._shop, _user(user_id), payment_intent_id)
+        check = buying.check_payment_intent(
+            self._use_cases.checking, _user(user_id), payment_intent_id
+        )
         return PaymentStatus(check.status, check.token_credits)
 
     # -- balances -------------------------------------------------------------
 
     def balance(self, user_id: str) -> int:
         """The user's token credits; 0 for a user never seen."""
-        return self._shop.store.balance(_user(user_id))
+        return self._use_cases.store.balance(_user(user_id))
 
     def history(self, user_id: str, *, limit: int = 50) -> History:
         """The user's latest purchases and ledger entries, at most ``limit`` of each."""
         user = _user(user_id)
         if type(limit) is not int or not 0 < limit <= MAX_HISTORY:
             raise UserError(f"limit must be a whole number from 1 to {MAX_HISTORY}")
-        store = self._shop.store
+        store = self._use_cases.store
         return History(
             tuple(_record(p) for p in store.purchases(user, limit)),
             tuple(store.ledger(user, limit)),
@@ -360,9 +373,7 @@ class BuyTokens:
             raise UserError(f"tokens must be a whole number, got {tokens!r}")
         if not isinstance(reason, str):
             raise UserError("a reason is required for the audit trail")
-        return grant_tokens(
-            _user(user_id), tokens, reason, self._shop.store, self._shop.ids, key=key
-        )
+        return grant_tokens(self._use_cases.granting, _user(user_id), tokens, reason, key=key)
 
     def reconcile(self, since: datetime | timedelta = timedelta(days=3)) -> ReconcileReport:
         """Apply the Stripe events since then (a time, or how long ago) that webhooks missed.
@@ -373,11 +384,13 @@ class BuyTokens:
         False when something failed or awaits an operator. Stripe keeps events for
         30 days; an older window raises ``UserError``. A naive ``since`` is taken as UTC.
         """
-        shop = self._shop
-        start = shop.clock.now() - since if isinstance(since, timedelta) else since
+        use_cases = self._use_cases
+        start = self._clock.now() - since if isinstance(since, timedelta) else since
         if not isinstance(start, datetime):
             raise UserError("since must be a datetime or a timedelta")
-        return reconcile(shop, start if start.tzinfo else start.replace(tzinfo=UTC))
+        return reconcile(
+            use_cases.reconciling, start if start.tzinfo else start.replace(tzinfo=UTC)
+        )
 
     # -- lifetime -------------------------------------------------------------
 

@@ -14,10 +14,11 @@ import buytokens
 from buytokens.adapters.sqlite import SqliteBalanceRepository
 from buytokens.adapters.system import SystemClock
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
-from buytokens.domain.events import PaymentSucceeded
+from buytokens.domain.events import ChargeRefunded, PaymentSucceeded
 from buytokens.domain.money import Money
+from buytokens.domain.purchases import Purchase
 from buytokens.entrypoints import cli
-from buytokens.services.crediting import apply_payment_event
+from buytokens.services.crediting import CreditingDependencies, apply_payment_event
 
 
 def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -71,7 +72,7 @@ def test_grant_balance_and_history_round_trip_on_the_sqlite_file(tmp_path: Path)
         "package_1m",
         SystemClock().now(),
     )
-    apply_payment_event(event, store, DEFAULT_CATALOGUE, SystemClock())
+    apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, SystemClock()), event)
     store.close()
     assert _run(tmp_path, "balance", "alice").stdout.strip() == "1000000"
     history = _run(tmp_path, "history", "alice").stdout
@@ -187,7 +188,7 @@ def test_approve_credits_a_flagged_purchase_once(tmp_path: Path) -> None:
     event = PaymentSucceeded(
         "evt_odd", "pi_odd", paid_less, "carol", package.id, SystemClock().now()
     )
-    apply_payment_event(event, store, DEFAULT_CATALOGUE, SystemClock())
+    apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, SystemClock()), event)
     store.close()
     assert "needs_review" in _run(tmp_path, "history", "carol").stdout
     listed = _run(tmp_path, "review").stdout.splitlines()
@@ -205,6 +206,27 @@ def test_approve_credits_a_flagged_purchase_once(tmp_path: Path) -> None:
     assert "goodwill" in _run(tmp_path, "history", "carol").stdout
     missing = _run(tmp_path, "approve", "pi_nothing", "--reason", "x")
     assert (missing.returncode, missing.stderr.count("\n")) == (1, 1)
+
+
+def test_a_purchase_its_record_cannot_credit_points_the_operator_to_grant(
+    tmp_path: Path,
+) -> None:
+    """The refusal is the domain's one line, and the CLI adds which command to use instead."""
+    store = SqliteBalanceRepository(tmp_path / "cli.sqlite3", SystemClock())
+    package = DEFAULT_CATALOGUE.get("package_100k")
+    now = SystemClock().now()
+    store.add_purchase(
+        Purchase.pending("pi_usd", "dora", package.id, package.tokens, package.price, now)
+    )
+    event = ChargeRefunded("evt_usd", "pi_usd", Money(100, "usd"), now)
+    apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, SystemClock()), event)
+    store.close()
+    refused = _run(tmp_path, "approve", "pi_usd", "--reason", "x")
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "buytokens: error: purchase pi_usd cannot be credited from its own record "
+        "(refund in usd for a cny payment); use `buytokens grant` instead\n"
+    )
 
 
 def test_version_prints_the_package_version(tmp_path: Path) -> None:

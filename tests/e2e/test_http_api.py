@@ -206,6 +206,23 @@ def test_the_same_key_for_another_package_is_409(stack: Stack) -> None:
     )
     assert response.status_code == 409
     assert _error(response) == "idempotency_conflict"
+    assert response.json()["error"]["message"] == (
+        "this Idempotency-Key was already used for a different request (package_500k/card)"
+    )
+
+
+def test_a_malformed_idempotency_key_is_400_naming_the_header(stack: Stack) -> None:
+    """The answer names the key as the client sent it: the Idempotency-Key header."""
+    response = stack.client.post(
+        CREATE,
+        json={"packageId": "package_1m", "paymentMethod": "card"},
+        headers=auth("alice") | {"Idempotency-Key": "k" * 256},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "invalid_idempotency_key",
+        "message": "Idempotency-Key must be 1-255 printable characters",
+    }
 
 
 def test_idempotency_keys_are_per_user(stack: Stack) -> None:
@@ -267,7 +284,7 @@ def test_a_succeeded_webhook_credits_once(stack: Stack) -> None:
     assert [r.status_code for r in outcomes] == [200, 200, 200]
     assert [r.json()["outcome"] for r in outcomes] == ["applied", "duplicate", "duplicate"]
     assert stack.balance("alice") == 500_000
-    assert stack.container.backend().journal.deliveries(event["id"]) == ("duplicate", 3)
+    assert stack.container.stores().journal.deliveries(event["id"]) == ("duplicate", 3)
 
 
 def test_a_late_payment_failed_after_success_changes_nothing(stack: Stack) -> None:
@@ -405,12 +422,14 @@ def test_a_store_outage_is_503_so_stripe_retries(stack: Stack) -> None:
 
     intent = stack.buy("alice")
     event = stack.gateway.succeed(intent["paymentIntentId"])
-    shop = stack.container.shop()
-    stack.container.shop.override(providers.Object(attrs.evolve(shop, store=Down())))
+    webhooks = stack.container.webhooks()
+    crediting = attrs.evolve(webhooks.events.crediting, store=Down())
+    events = attrs.evolve(webhooks.events, crediting=crediting)
+    stack.container.webhooks.override(providers.Object(attrs.evolve(webhooks, events=events)))
     try:
         response = stack.deliver(event)
     finally:
-        stack.container.shop.reset_override()
+        stack.container.webhooks.reset_override()
     assert response.status_code == 503
     assert stack.deliver(event).json()["outcome"] == "applied"
     assert stack.balance("alice") == 500_000

@@ -215,7 +215,7 @@ def test_from_env_opens_what_serve_opens(tmp_path: Path) -> None:
         assert container.store().balance("frank") == 7
         assert container.catalogue() == catalogue_opened
     finally:
-        container.backend().close()
+        container.stores().close()
 
 
 @pytest.mark.parametrize(
@@ -272,8 +272,11 @@ def test_intents_are_private_to_their_buyer_and_keys_are_idempotent(
     reused for another package conflicts."""
     intent = shop.create_payment_intent("hana", "package_500k", idempotency_key="order-1")
     assert shop.create_payment_intent("hana", "package_500k", idempotency_key="order-1") == intent
-    with pytest.raises(IdempotencyConflict):
+    with pytest.raises(IdempotencyConflict) as conflict:
         shop.create_payment_intent("hana", "package_1m", idempotency_key="order-1")
+    assert conflict.value.message == (
+        "this Idempotency-Key was already used for a different request (package_500k/card)"
+    )
     with pytest.raises(NotFound):
         shop.check_payment_intent("ivan", intent.id)
     assert shop.check_payment_intent("hana", intent.id).status is PurchaseStatus.PENDING

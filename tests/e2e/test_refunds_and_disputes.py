@@ -7,7 +7,7 @@ from typing import Any
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, PaymentMethod
 from buytokens.domain.checkout import IntentRequest
 from buytokens.domain.ledger import EntryKind, LedgerEntry
-from buytokens.services.crediting import grant_tokens
+from buytokens.services.admin import GrantDependencies, grant_tokens
 from tests.e2e.conftest import Stack, auth
 
 PACKAGE = "package_500k"  # 500 000 tokens for ¥35.00
@@ -108,7 +108,9 @@ def test_a_refund_after_the_tokens_were_spent_stops_at_zero_and_records_the_shor
     """What the balance cannot give back is written on the refund's ledger entry, not lost."""
     pi = _paid(stack, "alice")
     store = stack.container.store()
-    grant_tokens("alice", -400_000, "spent in chat", store, stack.container.ids())
+    grant_tokens(
+        GrantDependencies(store, stack.container.ids()), "alice", -400_000, "spent in chat"
+    )
     assert stack.balance("alice") == 100_000
 
     assert _outcomes(stack, stack.gateway.refund(pi)) == ["applied"]
@@ -236,7 +238,12 @@ def test_an_inquiry_holds_nothing_and_its_escalation_is_given_back_once_when_won
     assert stack.balance("alice") == TOKENS
     assert _status(stack, "alice", pi) == "disputed"
 
-    grant_tokens("alice", -100_000, "chat usage", stack.container.store(), stack.container.ids())
+    grant_tokens(
+        GrantDependencies(stack.container.store(), stack.container.ids()),
+        "alice",
+        -100_000,
+        "chat usage",
+    )
     withdrawn = stack.gateway.withdraw_funds(inquiry)
     reinstated = stack.gateway.reinstate_funds(inquiry)
     won = stack.gateway.close_dispute(inquiry, "won")

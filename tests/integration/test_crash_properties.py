@@ -29,7 +29,7 @@ from buytokens.domain.events import (
 )
 from buytokens.domain.money import Money
 from buytokens.ports.balances import BalanceRepository
-from buytokens.services.crediting import apply_payment_event
+from buytokens.services.crediting import CreditingDependencies, apply_payment_event
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 PACKAGE = DEFAULT_CATALOGUE.get("package_500k")
@@ -103,7 +103,7 @@ def test_killing_the_writer_anywhere_then_redelivering_matches_a_clean_run(
     clock = FixedClock(T0)
     reference = InMemoryBalanceRepository(clock)
     for event, _ in history:
-        apply_payment_event(event, reference, DEFAULT_CATALOGUE, clock)
+        apply_payment_event(CreditingDependencies(reference, DEFAULT_CATALOGUE, clock), event)
 
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "crash.sqlite3"
@@ -113,12 +113,16 @@ def test_killing_the_writer_anywhere_then_redelivering_matches_a_clean_run(
                 clock.advance(timedelta(milliseconds=1))
                 DyingConnection.countdown = crash_at
                 try:
-                    apply_payment_event(event, store, DEFAULT_CATALOGUE, clock)
+                    apply_payment_event(
+                        CreditingDependencies(store, DEFAULT_CATALOGUE, clock), event
+                    )
                 except Killed:
                     DyingConnection.countdown = None
                     store.close()  # the dead process's open transaction is discarded
                     store = SqliteBalanceRepository(path, clock, connection_factory=DyingConnection)
-                    apply_payment_event(event, store, DEFAULT_CATALOGUE, clock)
+                    apply_payment_event(
+                        CreditingDependencies(store, DEFAULT_CATALOGUE, clock), event
+                    )
                 finally:
                     DyingConnection.countdown = None
             assert _state(store) == _state(reference)

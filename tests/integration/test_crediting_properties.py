@@ -22,9 +22,6 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from buytokens.adapters.memory import (
     FixedClock,
-    InMemoryCheckoutKeys,
-    InMemoryEventJournal,
-    SequentialIdSource,
 )
 from buytokens.adapters.stripe_events import translate_event
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
@@ -32,14 +29,15 @@ from buytokens.domain.crediting import credit_key
 from buytokens.domain.errors import UserError
 from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry
 from buytokens.domain.purchases import Purchase, PurchaseStatus
-from buytokens.services.checkout import Shop, apply_received_event
-from buytokens.services.crediting import approve_purchase
+from buytokens.services.admin import ApprovalDependencies, approve_purchase
+from buytokens.services.webhooks import apply_received_event
 from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 from tests.support import stripe_json
 from tests.support.histories import DISPUTE_STORIES, REFUND, oracle_packages
 from tests.support.money_oracle import MoneyOracle
 from tests.support.stores import STORES
 from tests.support.stripe_json import StripeJson
+from tests.support.use_cases import wire
 
 USERS = ("u1", "u2", "u3", "u4", "507f1f77bcf86cd799439011")
 PACKAGES = list(DEFAULT_CATALOGUE)
@@ -70,14 +68,8 @@ class CreditingMachine(RuleBasedStateMachine):
         self.clock = FixedClock(T0)
         self.stack = ExitStack()
         self.store = self.stack.enter_context(STORES[self.store_kind](self.directory, self.clock))
-        self.shop = Shop(
-            DEFAULT_CATALOGUE,
-            self.store,
-            InMemoryPaymentGateway(clock=self.clock),
-            InMemoryCheckoutKeys(),
-            InMemoryEventJournal(),
-            self.clock,
-            SequentialIdSource(),
+        self.use_cases = wire(
+            InMemoryPaymentGateway(clock=self.clock), self.clock, store=self.store
         )
         self.oracle = MoneyOracle(oracle_packages())
         self.intents: list[_Intent] = []
@@ -166,7 +158,7 @@ class CreditingMachine(RuleBasedStateMachine):
         intent, event = data.draw(st.sampled_from(self.emitted))
         for _ in range(times):
             self.clock.advance(timedelta(milliseconds=1))
-            apply_received_event(self.shop, translate_event(event))
+            apply_received_event(self.use_cases.events, translate_event(event))
         self.oracle.receive([event])
         if event["type"] == "payment_intent.succeeded":
             intent.got_success = True
@@ -180,7 +172,9 @@ class CreditingMachine(RuleBasedStateMachine):
         intent = data.draw(st.sampled_from(self.intents))
         flagged = intent.tampered and intent.got_success and not intent.approved
         try:
-            approve_purchase(intent.pi, "checked by hand", self.store, self.clock)
+            approve_purchase(
+                ApprovalDependencies(self.store, self.clock), intent.pi, "checked by hand"
+            )
         except UserError:
             assert not flagged
             return

@@ -10,18 +10,17 @@ import pytest
 
 from buytokens.adapters.memory import (
     FixedClock,
-    InMemoryCheckoutKeys,
-    InMemoryEventJournal,
     SequentialIdSource,
 )
 from buytokens.adapters.stripe_events import translate_event
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.ledger import EntryKind
 from buytokens.ports.balances import BalanceRepository
-from buytokens.services.checkout import Shop, apply_received_event
-from buytokens.services.crediting import grant_tokens
+from buytokens.services.admin import GrantDependencies, grant_tokens
+from buytokens.services.webhooks import apply_received_event
 from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 from tests.support import stripe_json
+from tests.support.use_cases import wire
 
 PI = "pi_disputed"
 USER = "mallory"
@@ -41,20 +40,12 @@ class _Buyer:
 
     def __init__(self, store: BalanceRepository, clock: FixedClock) -> None:
         self.store = store
-        self.shop = Shop(
-            DEFAULT_CATALOGUE,
-            store,
-            InMemoryPaymentGateway(clock=clock),
-            InMemoryCheckoutKeys(),
-            InMemoryEventJournal(),
-            clock,
-            SequentialIdSource(),
-        )
+        self.use_cases = wire(InMemoryPaymentGateway(clock=clock), clock, store=store)
         self.ids = SequentialIdSource("spend")
 
     def deliver(self, *events: stripe_json.StripeJson) -> list[str]:
         return [
-            apply_received_event(self.shop, translate_event(event)).disposition.value
+            apply_received_event(self.use_cases.events, translate_event(event)).disposition.value
             for event in events
         ]
 
@@ -62,7 +53,7 @@ class _Buyer:
         self.deliver(stripe_json.succeeded(PI, USER, PACKAGE.id, PRICE, CNY))
 
     def spend(self, tokens: int) -> None:
-        grant_tokens(USER, -tokens, "chat usage", self.store, self.ids)
+        grant_tokens(GrantDependencies(self.store, self.ids), USER, -tokens, "chat usage")
 
     def refund(self, amount_refunded: int) -> list[str]:
         return self.deliver(stripe_json.refunded(PI, PRICE, amount_refunded, CNY))

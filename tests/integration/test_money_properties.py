@@ -18,22 +18,21 @@ from hypothesis import strategies as st
 
 from buytokens.adapters.memory import (
     FixedClock,
-    InMemoryCheckoutKeys,
-    InMemoryEventJournal,
     SequentialIdSource,
 )
 from buytokens.adapters.stripe_events import translate_event
-from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.ledger import EntryKind
+from buytokens.entrypoints.composition import UseCaseDependencies
 from buytokens.ports.balances import BalanceRepository
-from buytokens.services.checkout import Shop, apply_received_event
-from buytokens.services.crediting import grant_tokens
+from buytokens.services.admin import GrantDependencies, grant_tokens
+from buytokens.services.webhooks import apply_received_event
 from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 from tests.support.concurrency import at_once
 from tests.support.histories import deliveries, oracle_packages, purchase_history
 from tests.support.money_oracle import MoneyOracle
 from tests.support.stores import STORES
 from tests.support.stripe_json import StripeJson
+from tests.support.use_cases import wire
 
 USERS = ("u1", "u2", "507f1f77bcf86cd799439011")
 THREADS = 3
@@ -45,16 +44,8 @@ def _examples(kind: str) -> int:
     return max(10, int(settings().max_examples * EXAMPLES[kind]))
 
 
-def _shop(store: BalanceRepository, clock: FixedClock) -> Shop:
-    return Shop(
-        DEFAULT_CATALOGUE,
-        store,
-        InMemoryPaymentGateway(clock=clock),
-        InMemoryCheckoutKeys(),
-        InMemoryEventJournal(),
-        clock,
-        SequentialIdSource(),
-    )
+def _use_cases(store: BalanceRepository, clock: FixedClock) -> UseCaseDependencies:
+    return wire(InMemoryPaymentGateway(clock=clock), clock, store=store)
 
 
 @st.composite
@@ -82,11 +73,11 @@ def _delivered_concurrently(kind: str) -> None:
             directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             clock = FixedClock()
             store = stack.enter_context(STORES[kind](directory, clock))
-            shop = _shop(store, clock)
+            use_cases = _use_cases(store, clock)
 
             def deliver_share(thread: int) -> None:
                 for event in delivered[thread::THREADS]:
-                    apply_received_event(shop, translate_event(event))
+                    apply_received_event(use_cases.events, translate_event(event))
 
             at_once(deliver_share, THREADS)
             for user in USERS:
@@ -135,17 +126,17 @@ def _spent_step_by_step(kind: str) -> None:
             directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             clock = FixedClock()
             store = stack.enter_context(STORES[kind](directory, clock))
-            shop = _shop(store, clock)
+            use_cases = _use_cases(store, clock)
             ids = SequentialIdSource("spend")
             for user, step in steps:
                 before = store.balance(user)
                 if isinstance(step, int):
-                    entry = grant_tokens(user, -step, "chat usage", store, ids)
+                    entry = grant_tokens(GrantDependencies(store, ids), user, -step, "chat usage")
                     assert entry.applied == -min(step, before)
                     spent[user] += -entry.applied
                 else:
                     oracle.receive([step])
-                    applied = apply_received_event(shop, translate_event(step))
+                    applied = apply_received_event(use_cases.events, translate_event(step))
                     balance = before
                     for entry in applied.entries:
                         # A take-back stops at zero and records the rest; a credit or a

@@ -14,7 +14,7 @@ from buytokens.adapters.mongo import ADJUSTMENT_GRACE, MongoBalanceRepository, M
 from buytokens.domain.errors import ChangeNotApplied, OutcomeUnknown, StoreUnavailable
 from buytokens.domain.ledger import EntryKind
 from buytokens.domain.purchases import PurchaseStatus
-from buytokens.services.crediting import grant_tokens
+from buytokens.services.admin import GrantDependencies, grant_tokens
 from tests.support.mongo import (
     USER,
     CrashAt,
@@ -42,7 +42,9 @@ def operator_grants(store: MongoBalanceRepository, ids: SequentialIdSource) -> i
     key: str | None = None
     for _ in range(5):
         try:
-            return grant_tokens(USER, GRANT, "welcome", store, ids, key=key).applied
+            return grant_tokens(
+                GrantDependencies(store, ids), USER, GRANT, "welcome", key=key
+            ).applied
         except ChangeNotApplied:
             continue
         except OutcomeUnknown as exc:
@@ -64,7 +66,7 @@ def _grant_writes(clock: FixedClock) -> int:
     counter = CrashAt(None, after=False)
     with mongo_database() as database:
         store = MongoBalanceRepository(InterceptingDatabase(database, counter), clock)
-        grant_tokens(USER, GRANT, "welcome", store, SequentialIdSource("g"))
+        grant_tokens(GrantDependencies(store, SequentialIdSource("g")), USER, GRANT, "welcome")
     return counter.writes
 
 
@@ -109,7 +111,7 @@ def test_a_grant_the_balance_keeps_refusing_is_cancelled_and_says_so(
     )
     ids = SequentialIdSource("g")
     with pytest.raises(ChangeNotApplied) as raised:
-        grant_tokens(USER, GRANT, "welcome", store, ids)
+        grant_tokens(GrantDependencies(store, ids), USER, GRANT, "welcome")
     assert "nothing was granted" in raised.value.message
     assert store.balance(USER) == 0
     refusing.clear()
@@ -140,7 +142,7 @@ def test_a_grant_the_store_cannot_confirm_names_the_key_that_finishes_it(
         InterceptingDatabase(database, die_after_the_entry), clock, adjustment_patience=0.1
     )
     with pytest.raises(OutcomeUnknown) as raised:
-        grant_tokens(USER, GRANT, "welcome", store, SequentialIdSource("g"))
+        grant_tokens(GrantDependencies(store, SequentialIdSource("g")), USER, GRANT, "welcome")
     assert raised.value.retry_key == "g-1"
     assert "--key g-1" in raised.value.message
     down.clear()
@@ -149,9 +151,16 @@ def test_a_grant_the_store_cannot_confirm_names_the_key_that_finishes_it(
     assert fresh.recover().total == 0
     assert_settled(database, fresh, USER, 0)
     # ... and repeating it with its key grants it once.
-    entry = grant_tokens(USER, GRANT, "welcome", fresh, SequentialIdSource("x"), key="g-1")
+    entry = grant_tokens(
+        GrantDependencies(fresh, SequentialIdSource("x")), USER, GRANT, "welcome", key="g-1"
+    )
     assert entry.applied == GRANT
-    assert grant_tokens(USER, GRANT, "welcome", fresh, SequentialIdSource("x"), key="g-1") == entry
+    assert (
+        grant_tokens(
+            GrantDependencies(fresh, SequentialIdSource("x")), USER, GRANT, "welcome", key="g-1"
+        )
+        == entry
+    )
     assert_settled(database, restart_and_recover(database, clock), USER, GRANT)
 
 
@@ -171,7 +180,7 @@ def test_a_recovery_pass_cancelling_a_grant_in_progress_makes_it_start_again(
         return result
 
     store = MongoBalanceRepository(InterceptingDatabase(database, recover_after_the_entry), clock)
-    entry = grant_tokens(USER, GRANT, "welcome", store, SequentialIdSource("g"))
+    entry = grant_tokens(GrantDependencies(store, SequentialIdSource("g")), USER, GRANT, "welcome")
     assert passes[0].cancelled == 1
     assert (entry.applied, entry.balance_after) == (GRANT, GRANT)
     assert_settled(database, store, USER, GRANT)
@@ -253,7 +262,7 @@ def test_mixed_case_spellings_of_one_object_id_share_one_ledger(
     """An upper-case and a lower-case id are one user: one balance, one ledger, one list."""
     store = MongoBalanceRepository(database, clock)
     deliver(succeeded("pi_1", USER.upper()), store, clock)
-    grant_tokens(USER, GRANT, "welcome", store, SequentialIdSource("g"))
+    grant_tokens(GrantDependencies(store, SequentialIdSource("g")), USER, GRANT, "welcome")
     for spelling in (USER, USER.upper()):
         assert store.balance(spelling) == 100_000 + GRANT
         assert {e.kind for e in store.ledger(spelling)} == {EntryKind.PURCHASE, EntryKind.ADMIN}

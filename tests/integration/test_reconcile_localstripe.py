@@ -19,8 +19,6 @@ import stripe
 from buytokens.adapters.memory import (
     FixedClock,
     InMemoryBalanceRepository,
-    InMemoryCheckoutKeys,
-    InMemoryEventJournal,
 )
 from buytokens.adapters.sqlite import (
     SqliteBalanceRepository,
@@ -28,7 +26,7 @@ from buytokens.adapters.sqlite import (
     SqliteDatabase,
     SqliteEventJournal,
 )
-from buytokens.adapters.stripe_gateway import StripePaymentGateway
+from buytokens.adapters.stripe_gateway import STRIPE_EVENT_HISTORY, StripePaymentGateway
 from buytokens.adapters.system import SystemClock, UuidIdSource
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, PaymentMethod, TokenPackage
 from buytokens.domain.checkout import IntentRequest
@@ -37,10 +35,10 @@ from buytokens.domain.errors import GatewayUnavailable, StoreUnavailable, UserEr
 from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import Purchase
+from buytokens.entrypoints.composition import UseCaseDependencies
 from buytokens.ports.balances import BalanceRepository
-from buytokens.services.checkout import Shop, check_payment_intent, create_payment_intent
+from buytokens.services.buying import check_payment_intent, create_payment_intent
 from buytokens.services.reconciliation import (
-    EVENT_RETENTION,
     ReconcileOutcome,
     ReconcileReport,
     ReconcileWindowTooLong,
@@ -48,6 +46,7 @@ from buytokens.services.reconciliation import (
 )
 from buytokens.testing.localstripe import LocalStripe
 from buytokens.testing.stripe_twin import InMemoryPaymentGateway
+from tests.support.use_cases import wire
 
 SECRET_KEY = "sk_test_buytokens_reconcile"
 PACKAGE = DEFAULT_CATALOGUE.get("package_1m")  # 1 000 000 tokens for ¥55.00
@@ -68,7 +67,7 @@ def database(tmp_path: Path) -> Iterator[SqliteDatabase]:
     db.close()
 
 
-def _stripe_shop(localstripe: LocalStripe, database: SqliteDatabase) -> Shop:
+def _stripe_use_cases(localstripe: LocalStripe, database: SqliteDatabase) -> UseCaseDependencies:
     clock = SystemClock()
     gateway = StripePaymentGateway(
         SECRET_KEY,
@@ -78,21 +77,20 @@ def _stripe_shop(localstripe: LocalStripe, database: SqliteDatabase) -> Shop:
         max_network_retries=0,
         budget=10,
     )
-    return Shop(
-        DEFAULT_CATALOGUE,
-        SqliteBalanceRepository(database, clock),
+    return wire(
         gateway,
-        SqliteCheckoutKeys(database),
-        SqliteEventJournal(database),
         clock,
-        UuidIdSource(),
+        store=SqliteBalanceRepository(database, clock),
+        keys=SqliteCheckoutKeys(database),
+        journal=SqliteEventJournal(database),
+        ids=UuidIdSource(),
     )
 
 
 @pytest.fixture
-def shop(localstripe: LocalStripe, database: SqliteDatabase) -> Shop:
+def use_cases(localstripe: LocalStripe, database: SqliteDatabase) -> UseCaseDependencies:
     """The use cases on localstripe and the SQLite file."""
-    return _stripe_shop(localstripe, database)
+    return _stripe_use_cases(localstripe, database)
 
 
 @pytest.fixture
@@ -115,8 +113,8 @@ def _pay(customer: stripe.StripeClient, payment_intent_id: str, card: str) -> No
     customer.v1.payment_intents.confirm(payment_intent_id)
 
 
-def _bought(shop: Shop, customer: stripe.StripeClient, user: str) -> str:
-    created = create_payment_intent(shop, user, PACKAGE.id, "card")
+def _bought(use_cases: UseCaseDependencies, customer: stripe.StripeClient, user: str) -> str:
+    created = create_payment_intent(use_cases.buying, user, PACKAGE.id, "card")
     _pay(customer, created.snapshot.id, "4242424242424242")
     return created.snapshot.id
 
@@ -144,15 +142,15 @@ def _outcomes(report: ReconcileReport, *intents: str) -> list[tuple[str, str, Re
 
 
 def test_payments_confirmed_while_no_webhook_was_registered_are_credited_by_reconcile(
-    shop: Shop, customer: stripe.StripeClient, database: SqliteDatabase
+    use_cases: UseCaseDependencies, customer: stripe.StripeClient, database: SqliteDatabase
 ) -> None:
     """Each succeeded intent is credited from the event list and journalled like a delivery."""
     since = _window_start()
     alice, bob = _user("alice"), _user("bob")
-    alices, bobs = _bought(shop, customer, alice), _bought(shop, customer, bob)
-    assert (shop.store.balance(alice), shop.store.balance(bob)) == (0, 0)
+    alices, bobs = _bought(use_cases, customer, alice), _bought(use_cases, customer, bob)
+    assert (use_cases.store.balance(alice), use_cases.store.balance(bob)) == (0, 0)
 
-    report = reconcile(shop, since)
+    report = reconcile(use_cases.reconciling, since)
 
     # Both were paid within the same second; only the set matters, not the order.
     assert sorted(_outcomes(report, alices, bobs)) == sorted(
@@ -161,27 +159,29 @@ def test_payments_confirmed_while_no_webhook_was_registered_are_credited_by_reco
             ("payment_intent.succeeded", bobs, ReconcileOutcome.APPLIED),
         ]
     )
-    assert (shop.store.balance(alice), shop.store.balance(bob)) == (PACKAGE.tokens,) * 2
-    assert [p.status.value for p in shop.store.purchases(alice)] == ["succeeded"]
+    assert (use_cases.store.balance(alice), use_cases.store.balance(bob)) == (PACKAGE.tokens,) * 2
+    assert [p.status.value for p in use_cases.store.purchases(alice)] == ["succeeded"]
     journal = SqliteEventJournal(database)
     for event in report.events:
         if event.payment_intent_id in (alices, bobs):
             assert journal.deliveries(event.event_id) == ("applied", 1)
 
 
-def test_reconciling_twice_credits_once(shop: Shop, customer: stripe.StripeClient) -> None:
+def test_reconciling_twice_credits_once(
+    use_cases: UseCaseDependencies, customer: stripe.StripeClient
+) -> None:
     """The second run over the same window finds the same events and applies none of them."""
     since, alice = _window_start(), _user("alice")
-    pi = _bought(shop, customer, alice)
+    pi = _bought(use_cases, customer, alice)
 
-    first = reconcile(shop, since)
-    second = reconcile(shop, since)
+    first = reconcile(use_cases.reconciling, since)
+    second = reconcile(use_cases.reconciling, since)
 
     assert _outcomes(first, pi) == [("payment_intent.succeeded", pi, ReconcileOutcome.APPLIED)]
     assert _outcomes(second, pi) == [("payment_intent.succeeded", pi, ReconcileOutcome.DUPLICATE)]
     assert second.applied == 0
-    assert shop.store.balance(alice) == PACKAGE.tokens
-    purchases = [e for e in shop.store.ledger(alice) if e.kind is EntryKind.PURCHASE]
+    assert use_cases.store.balance(alice) == PACKAGE.tokens
+    purchases = [e for e in use_cases.store.ledger(alice) if e.kind is EntryKind.PURCHASE]
     assert len(purchases) == 1
 
 
@@ -190,17 +190,17 @@ def test_concurrent_reconciles_from_two_processes_credit_once(
 ) -> None:
     """Two runs at once, each with its own connection to the same file, credit one time."""
     databases = [SqliteDatabase(tmp_path / "shared.sqlite3") for _ in range(2)]
-    shops = [_stripe_shop(localstripe, db) for db in databases]
+    use_cases_list = [_stripe_use_cases(localstripe, db) for db in databases]
     since, alice = _window_start(), _user("alice")
-    pi = _bought(shops[0], customer, alice)
+    pi = _bought(use_cases_list[0], customer, alice)
     reports: list[ReconcileReport] = []
     start = threading.Barrier(2)
 
-    def run(shop: Shop) -> None:
+    def run(use_cases: UseCaseDependencies) -> None:
         start.wait()
-        reports.append(reconcile(shop, since))
+        reports.append(reconcile(use_cases.reconciling, since))
 
-    threads = [threading.Thread(target=run, args=(s,)) for s in shops]
+    threads = [threading.Thread(target=run, args=(s,)) for s in use_cases_list]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -208,41 +208,41 @@ def test_concurrent_reconciles_from_two_processes_credit_once(
 
     outcomes = sorted(o for r in reports for _, _, o in _outcomes(r, pi))
     assert outcomes == [ReconcileOutcome.APPLIED, ReconcileOutcome.DUPLICATE]
-    assert shops[1].store.balance(alice) == PACKAGE.tokens
+    assert use_cases_list[1].store.balance(alice) == PACKAGE.tokens
     for db in databases:
         db.close()
 
 
 def test_a_payment_the_return_page_already_credited_is_a_duplicate(
-    shop: Shop, customer: stripe.StripeClient
+    use_cases: UseCaseDependencies, customer: stripe.StripeClient
 ) -> None:
     """Reconcile and the return-page check share one idempotent path."""
     since, alice = _window_start(), _user("alice")
-    pi = _bought(shop, customer, alice)
-    assert check_payment_intent(shop, alice, pi).token_credits == PACKAGE.tokens
+    pi = _bought(use_cases, customer, alice)
+    assert check_payment_intent(use_cases.checking, alice, pi).token_credits == PACKAGE.tokens
 
-    report = reconcile(shop, since)
+    report = reconcile(use_cases.reconciling, since)
 
     assert _outcomes(report, pi) == [("payment_intent.succeeded", pi, ReconcileOutcome.DUPLICATE)]
-    assert shop.store.balance(alice) == PACKAGE.tokens
+    assert use_cases.store.balance(alice) == PACKAGE.tokens
 
 
 def test_a_declined_payment_is_reconciled_as_failed_and_credits_nothing(
-    shop: Shop, customer: stripe.StripeClient
+    use_cases: UseCaseDependencies, customer: stripe.StripeClient
 ) -> None:
     """The payment_failed event marks the purchase failed; nothing is credited."""
     since, alice = _window_start(), _user("alice")
-    created = create_payment_intent(shop, alice, PACKAGE.id, "card")
+    created = create_payment_intent(use_cases.buying, alice, PACKAGE.id, "card")
     with pytest.raises(stripe.CardError):
         _pay(customer, created.snapshot.id, "4000000000000341")
 
-    report = reconcile(shop, since)
+    report = reconcile(use_cases.reconciling, since)
 
     assert _outcomes(report, created.snapshot.id) == [
         ("payment_intent.payment_failed", created.snapshot.id, ReconcileOutcome.APPLIED)
     ]
-    assert [p.status.value for p in shop.store.purchases(alice)] == ["failed"]
-    assert shop.store.balance(alice) == 0
+    assert [p.status.value for p in use_cases.store.purchases(alice)] == ["failed"]
+    assert use_cases.store.balance(alice) == 0
 
 
 # -- the in-memory twin: refunds, disputes and the edges of a run --------------------------------
@@ -250,7 +250,7 @@ def test_a_declined_payment_is_reconciled_as_failed_and_credits_nothing(
 
 @pytest.fixture
 def clock() -> FixedClock:
-    """One clock for the shop and the twin, so events fall where the test puts them."""
+    """One clock for the use_cases and the twin, so events fall where the test puts them."""
     return FixedClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
 
 
@@ -260,102 +260,96 @@ def twin(clock: FixedClock) -> InMemoryPaymentGateway:
     return InMemoryPaymentGateway(clock=clock)
 
 
-def _memory_shop(
+def _memory_use_cases(
     twin: InMemoryPaymentGateway, clock: FixedClock, store: BalanceRepository | None = None
-) -> Shop:
-    return Shop(
-        DEFAULT_CATALOGUE,
-        store or InMemoryBalanceRepository(clock),
-        twin,
-        InMemoryCheckoutKeys(),
-        InMemoryEventJournal(),
-        clock,
-        UuidIdSource(),
-    )
+) -> UseCaseDependencies:
+    return wire(twin, clock, store=store or InMemoryBalanceRepository(clock), ids=UuidIdSource())
 
 
 @pytest.fixture
-def memory_shop(twin: InMemoryPaymentGateway, clock: FixedClock) -> Shop:
+def memory_use_cases(twin: InMemoryPaymentGateway, clock: FixedClock) -> UseCaseDependencies:
     """The use cases on the twin and an in-memory store."""
-    return _memory_shop(twin, clock)
+    return _memory_use_cases(twin, clock)
 
 
-def _paid(shop: Shop, twin: InMemoryPaymentGateway, user: str) -> str:
-    pi = create_payment_intent(shop, user, PACKAGE.id, "card").snapshot.id
+def _paid(use_cases: UseCaseDependencies, twin: InMemoryPaymentGateway, user: str) -> str:
+    pi = create_payment_intent(use_cases.buying, user, PACKAGE.id, "card").snapshot.id
     twin.succeed(pi)
     return pi
 
 
 def test_refunds_and_disputes_no_webhook_delivered_are_applied_by_reconcile(
-    memory_shop: Shop, twin: InMemoryPaymentGateway, clock: FixedClock
+    memory_use_cases: UseCaseDependencies, twin: InMemoryPaymentGateway, clock: FixedClock
 ) -> None:
     """Success, a partial refund, a won and a lost dispute: all caught up, in order, once."""
-    refunded = _paid(memory_shop, twin, "alice")
+    refunded = _paid(memory_use_cases, twin, "alice")
     twin.refund(refunded, 1_100)  # a fifth of ¥55.00
-    disputed = _paid(memory_shop, twin, "bob")
+    disputed = _paid(memory_use_cases, twin, "bob")
     won = twin.open_dispute(disputed)
     twin.close_dispute(won, "won")
     twin.close_dispute(twin.open_dispute(disputed, 2_750), "lost")  # half, for good
 
-    report = reconcile(memory_shop, clock.now() - timedelta(hours=1))
+    report = reconcile(memory_use_cases.reconciling, clock.now() - timedelta(hours=1))
 
     assert report.found == 7
     assert report.applied == 7
     assert report.complete
-    assert memory_shop.store.balance("alice") == PACKAGE.tokens * 4 // 5
-    assert memory_shop.store.balance("bob") == PACKAGE.tokens // 2
-    assert [p.status.value for p in memory_shop.store.purchases("alice")] == ["partially_refunded"]
-    assert [p.status.value for p in memory_shop.store.purchases("bob")] == ["disputed"]
+    assert memory_use_cases.store.balance("alice") == PACKAGE.tokens * 4 // 5
+    assert memory_use_cases.store.balance("bob") == PACKAGE.tokens // 2
+    assert [p.status.value for p in memory_use_cases.store.purchases("alice")] == [
+        "partially_refunded"
+    ]
+    assert [p.status.value for p in memory_use_cases.store.purchases("bob")] == ["disputed"]
 
-    rerun = reconcile(memory_shop, clock.now() - timedelta(hours=1))
+    rerun = reconcile(memory_use_cases.reconciling, clock.now() - timedelta(hours=1))
 
     assert (rerun.found, rerun.duplicates, rerun.applied) == (7, 7, 0)
-    assert memory_shop.store.balance("alice") == PACKAGE.tokens * 4 // 5
-    assert memory_shop.store.balance("bob") == PACKAGE.tokens // 2
+    assert memory_use_cases.store.balance("alice") == PACKAGE.tokens * 4 // 5
+    assert memory_use_cases.store.balance("bob") == PACKAGE.tokens // 2
 
 
 def test_a_refund_of_tokens_already_spent_is_applied_with_its_shortfall(
-    memory_shop: Shop, twin: InMemoryPaymentGateway, clock: FixedClock
+    memory_use_cases: UseCaseDependencies, twin: InMemoryPaymentGateway, clock: FixedClock
 ) -> None:
     """Reconcile takes back what the balance holds and records the rest as a shortfall."""
-    pi = _paid(memory_shop, twin, "alice")
+    pi = _paid(memory_use_cases, twin, "alice")
     since = clock.now()
-    assert reconcile(memory_shop, since).applied == 1
-    memory_shop.store.record_adjustment(
+    assert reconcile(memory_use_cases.reconciling, since).applied == 1
+    memory_use_cases.store.record_adjustment(
         LedgerChange("admin:spent", "alice", EntryKind.ADMIN, -900_000, reason="spent in chat")
     )
     twin.refund(pi)
 
-    report = reconcile(memory_shop, since)
+    report = reconcile(memory_use_cases.reconciling, since)
 
     assert [e.outcome for e in report.events] == [
         ReconcileOutcome.DUPLICATE,
         ReconcileOutcome.APPLIED,
     ]
-    [refund] = [e for e in memory_shop.store.ledger("alice") if e.kind is EntryKind.REFUND]
+    [refund] = [e for e in memory_use_cases.store.ledger("alice") if e.kind is EntryKind.REFUND]
     assert (refund.applied, refund.shortfall) == (-100_000, 900_000)
-    assert memory_shop.store.balance("alice") == 0
+    assert memory_use_cases.store.balance("alice") == 0
 
 
 def test_events_before_the_window_are_left_alone(
-    memory_shop: Shop, twin: InMemoryPaymentGateway, clock: FixedClock
+    memory_use_cases: UseCaseDependencies, twin: InMemoryPaymentGateway, clock: FixedClock
 ) -> None:
     """Only events created at or after ``since`` are listed and applied."""
-    _paid(memory_shop, twin, "early")
+    _paid(memory_use_cases, twin, "early")
     clock.advance(timedelta(hours=2))
-    later = _paid(memory_shop, twin, "late")
+    later = _paid(memory_use_cases, twin, "late")
 
-    report = reconcile(memory_shop, clock.now() - timedelta(hours=1))
+    report = reconcile(memory_use_cases.reconciling, clock.now() - timedelta(hours=1))
 
     assert [e.payment_intent_id for e in report.events] == [later]
-    assert (memory_shop.store.balance("early"), memory_shop.store.balance("late")) == (
+    assert (memory_use_cases.store.balance("early"), memory_use_cases.store.balance("late")) == (
         0,
         PACKAGE.tokens,
     )
 
 
 def test_an_inconsistent_payment_is_reported_for_review_once(
-    memory_shop: Shop, twin: InMemoryPaymentGateway, clock: FixedClock
+    memory_use_cases: UseCaseDependencies, twin: InMemoryPaymentGateway, clock: FixedClock
 ) -> None:
     """A success for the wrong amount is flagged with its reason; the rerun sees a duplicate."""
     cheap = TokenPackage(PACKAGE.id, PACKAGE.label, PACKAGE.tokens, Money(1, "cny"))
@@ -365,14 +359,14 @@ def test_an_inconsistent_payment_is_reported_for_review_once(
     twin.succeed(snapshot.id)
     since = clock.now()
 
-    report = reconcile(memory_shop, since)
+    report = reconcile(memory_use_cases.reconciling, since)
 
     [flagged] = report.needs_review
     assert flagged.payment_intent_id == snapshot.id
     assert flagged.reason == "paid 1 cny but the package costs 5500 cny"
     assert not report.complete
-    assert memory_shop.store.balance("mallory") == 0
-    rerun = reconcile(memory_shop, since)
+    assert memory_use_cases.store.balance("mallory") == 0
+    rerun = reconcile(memory_use_cases.reconciling, since)
     assert [e.outcome for e in rerun.events] == [ReconcileOutcome.DUPLICATE]
     assert rerun.complete
 
@@ -416,13 +410,13 @@ def test_an_event_that_cannot_be_stored_fails_alone_and_the_next_run_applies_it(
 ) -> None:
     """One failure is reported with its reason, the other events still apply, a rerun heals."""
     store = _StoreThatFailsFor(InMemoryBalanceRepository(clock), "")
-    shop = _memory_shop(twin, clock, store)
-    first = _paid(shop, twin, "alice")
-    store.failing = _paid(shop, twin, "bob")
-    third = _paid(shop, twin, "carol")
+    use_cases = _memory_use_cases(twin, clock, store)
+    first = _paid(use_cases, twin, "alice")
+    store.failing = _paid(use_cases, twin, "bob")
+    third = _paid(use_cases, twin, "carol")
     since = clock.now()
 
-    report = reconcile(shop, since)
+    report = reconcile(use_cases.reconciling, since)
 
     assert [(e.payment_intent_id, e.outcome) for e in report.events] == [
         (first, ReconcileOutcome.APPLIED),
@@ -435,7 +429,7 @@ def test_an_event_that_cannot_be_stored_fails_alone_and_the_next_run_applies_it(
     assert balances == [PACKAGE.tokens, 0, PACKAGE.tokens]
 
     store.down = False
-    rerun = reconcile(shop, since)
+    rerun = reconcile(use_cases.reconciling, since)
 
     assert [e.outcome for e in rerun.events] == [
         ReconcileOutcome.DUPLICATE,
@@ -447,38 +441,46 @@ def test_an_event_that_cannot_be_stored_fails_alone_and_the_next_run_applies_it(
 
 
 def test_an_unreachable_provider_stops_the_run_before_anything_is_applied(
-    memory_shop: Shop, twin: InMemoryPaymentGateway, clock: FixedClock
+    memory_use_cases: UseCaseDependencies, twin: InMemoryPaymentGateway, clock: FixedClock
 ) -> None:
     """When the events cannot be listed, reconcile raises and changes nothing."""
-    _paid(memory_shop, twin, "alice")
+    _paid(memory_use_cases, twin, "alice")
     twin.make_unavailable()
 
     with pytest.raises(GatewayUnavailable):
-        reconcile(memory_shop, clock.now())
+        reconcile(memory_use_cases.reconciling, clock.now())
 
-    assert memory_shop.store.balance("alice") == 0
+    assert memory_use_cases.store.balance("alice") == 0
 
 
 def test_a_window_beyond_stripes_thirty_days_is_refused(
-    memory_shop: Shop, twin: InMemoryPaymentGateway, clock: FixedClock
+    memory_use_cases: UseCaseDependencies, twin: InMemoryPaymentGateway, clock: FixedClock
 ) -> None:
     """Older than 30 days cannot be complete, so it is refused before Stripe is asked."""
     twin.make_unavailable()  # proves the refusal comes first: listing would raise instead
 
     with pytest.raises(ReconcileWindowTooLong, match="30 days"):
-        reconcile(memory_shop, clock.now() - EVENT_RETENTION - timedelta(hours=1))
+        reconcile(
+            memory_use_cases.reconciling,
+            clock.now() - STRIPE_EVENT_HISTORY.window - timedelta(hours=1),
+        )
 
 
 def test_a_window_of_exactly_thirty_days_is_accepted(
-    memory_shop: Shop, twin: InMemoryPaymentGateway, clock: FixedClock
+    memory_use_cases: UseCaseDependencies, twin: InMemoryPaymentGateway, clock: FixedClock
 ) -> None:
     """The longest window Stripe can answer completely is allowed."""
-    _paid(memory_shop, twin, "alice")
+    _paid(memory_use_cases, twin, "alice")
 
-    assert reconcile(memory_shop, clock.now() - EVENT_RETENTION).applied == 1
+    assert (
+        reconcile(memory_use_cases.reconciling, clock.now() - STRIPE_EVENT_HISTORY.window).applied
+        == 1
+    )
 
 
-def test_a_window_starting_in_the_future_is_refused(memory_shop: Shop, clock: FixedClock) -> None:
+def test_a_window_starting_in_the_future_is_refused(
+    memory_use_cases: UseCaseDependencies, clock: FixedClock
+) -> None:
     """A ``since`` after now is a mistake, not an empty window."""
     with pytest.raises(UserError, match="in the future"):
-        reconcile(memory_shop, clock.now() + timedelta(minutes=5))
+        reconcile(memory_use_cases.reconciling, clock.now() + timedelta(minutes=5))

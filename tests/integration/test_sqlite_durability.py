@@ -20,7 +20,7 @@ from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.errors import ConcurrentUpdate, StoreCorrupted
 from buytokens.domain.events import ChargeRefunded, PaymentEvent, PaymentSucceeded
 from buytokens.domain.money import Money
-from buytokens.services.crediting import apply_payment_event
+from buytokens.services.crediting import CreditingDependencies, apply_payment_event
 from tests.support.concurrency import at_once
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
@@ -56,9 +56,11 @@ def _statements_to_apply(tmp_path: Path, history: list[PaymentEvent]) -> int:
         tmp_path / "count.sqlite3", FixedClock(T0), connection_factory=CrashingConnection
     )
     for event in history[:-1]:
-        apply_payment_event(event, store, DEFAULT_CATALOGUE, FixedClock(T0))
+        apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, FixedClock(T0)), event)
     CrashingConnection.countdown, CrashingConnection.statements = None, 0
-    apply_payment_event(history[-1], store, DEFAULT_CATALOGUE, FixedClock(T0))
+    apply_payment_event(
+        CreditingDependencies(store, DEFAULT_CATALOGUE, FixedClock(T0)), history[-1]
+    )
     store.close()
     return CrashingConnection.statements
 
@@ -89,16 +91,18 @@ def test_a_crash_at_any_statement_then_redelivery_credits_exactly_once(
         CrashingConnection.countdown = None
         store = SqliteBalanceRepository(path, clock, connection_factory=CrashingConnection)
         for event in history[:-1]:
-            apply_payment_event(event, store, DEFAULT_CATALOGUE, clock)
+            apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, clock), event)
         CrashingConnection.countdown = crash_at
         with pytest.raises(SimulatedCrash):
-            apply_payment_event(history[-1], store, DEFAULT_CATALOGUE, clock)
+            apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, clock), history[-1])
         CrashingConnection.countdown = None
         store.close()  # the dead process's open transaction is discarded
 
         restarted = SqliteBalanceRepository(path, clock)
         for _ in range(2):
-            apply_payment_event(history[-1], restarted, DEFAULT_CATALOGUE, clock)
+            apply_payment_event(
+                CreditingDependencies(restarted, DEFAULT_CATALOGUE, clock), history[-1]
+            )
         assert restarted.balance("alice") == expected, crash_at
         assert restarted.ledger_sum("alice") == expected
         credits = [e for e in restarted.ledger("alice") if e.key == "purchase:pi_1"]
@@ -110,7 +114,10 @@ def test_twenty_threads_delivering_the_same_success_credit_once(tmp_path: Path) 
     """Concurrent duplicates race on one file; exactly one wins."""
     store = SqliteBalanceRepository(tmp_path / "threads.sqlite3", SystemClock())
     at_once(
-        lambda _: apply_payment_event(_succeeded(), store, DEFAULT_CATALOGUE, SystemClock()), 20
+        lambda _: apply_payment_event(
+            CreditingDependencies(store, DEFAULT_CATALOGUE, SystemClock()), _succeeded()
+        ),
+        20,
     )
     assert store.balance("alice") == PACKAGE.tokens
     assert len(store.ledger("alice")) == 1
@@ -122,7 +129,8 @@ def test_ten_different_payments_for_a_new_user_are_all_credited(tmp_path: Path) 
     store = SqliteBalanceRepository(tmp_path / "many.sqlite3", SystemClock())
     at_once(
         lambda n: apply_payment_event(
-            _succeeded(f"pi_{n}", "newbie"), store, DEFAULT_CATALOGUE, SystemClock()
+            CreditingDependencies(store, DEFAULT_CATALOGUE, SystemClock()),
+            _succeeded(f"pi_{n}", "newbie"),
         ),
         10,
     )
@@ -135,7 +143,9 @@ def _deliver_in_process(path: str, start: Any) -> None:
     store = SqliteBalanceRepository(path, SystemClock())
     start.wait()
     for _ in range(5):
-        apply_payment_event(_succeeded(), store, DEFAULT_CATALOGUE, SystemClock())
+        apply_payment_event(
+            CreditingDependencies(store, DEFAULT_CATALOGUE, SystemClock()), _succeeded()
+        )
     store.close()
 
 
@@ -174,7 +184,9 @@ def test_a_balance_survives_a_restart(tmp_path: Path) -> None:
     """What was committed is there when the file is opened again."""
     path = tmp_path / "restart.sqlite3"
     first = SqliteBalanceRepository(path, SystemClock())
-    apply_payment_event(_succeeded(), first, DEFAULT_CATALOGUE, SystemClock())
+    apply_payment_event(
+        CreditingDependencies(first, DEFAULT_CATALOGUE, SystemClock()), _succeeded()
+    )
     first.close()
     second = SqliteBalanceRepository(path, SystemClock())
     assert second.balance("alice") == PACKAGE.tokens

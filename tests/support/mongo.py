@@ -12,7 +12,7 @@ from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.crediting import Disposition
 from buytokens.domain.events import PaymentEvent, PaymentSucceeded
 from buytokens.domain.money import Money
-from buytokens.services.crediting import apply_payment_event
+from buytokens.services.crediting import CreditingDependencies, apply_payment_event
 
 USER = "0123456789abcdef01234567"  # a LibreChat user id: stored as an ObjectId
 OCCURRED = datetime(2026, 1, 1, tzinfo=UTC)
@@ -25,7 +25,9 @@ def succeeded(pi: str, user: str = USER) -> PaymentSucceeded:
 
 def deliver(event: PaymentEvent, store: MongoBalanceRepository, clock: FixedClock) -> Disposition:
     """Apply one delivery through the use case and say what it came to."""
-    return apply_payment_event(event, store, DEFAULT_CATALOGUE, clock).disposition
+    return apply_payment_event(
+        CreditingDependencies(store, DEFAULT_CATALOGUE, clock), event
+    ).disposition
 
 
 WRITES = frozenset(

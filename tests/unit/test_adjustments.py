@@ -16,7 +16,7 @@ from buytokens.domain.ledger import (
     admin_adjustment,
 )
 from buytokens.domain.money import MAX_AMOUNT, Money
-from buytokens.services.crediting import grant_tokens
+from buytokens.services.admin import GrantDependencies, grant_tokens
 
 
 @pytest.mark.parametrize("tokens", [MAX_TOKENS, -MAX_TOKENS, 1, -1])
@@ -67,11 +67,11 @@ def test_a_refused_grant_leaves_no_trace() -> None:
     """grant_tokens checks the bounds against the stored balance and records nothing."""
     store = InMemoryBalanceRepository(FixedClock())
     ids = SequentialIdSource()
-    grant_tokens("alice", MAX_TOKENS, "bulk", store, ids)
+    grant_tokens(GrantDependencies(store, ids), "alice", MAX_TOKENS, "bulk")
     with pytest.raises(InvalidAdjustment):
-        grant_tokens("alice", MAX_TOKENS + 1, "more", store, ids)
+        grant_tokens(GrantDependencies(store, ids), "alice", MAX_TOKENS + 1, "more")
     with pytest.raises(InvalidAdjustment):
-        grant_tokens("b" * 1_000, 5, "x", store, ids)
+        grant_tokens(GrantDependencies(store, ids), "b" * 1_000, 5, "x")
     assert store.balance("alice") == MAX_TOKENS
     assert len(store.ledger("alice", 10)) == 1
 

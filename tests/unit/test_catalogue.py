@@ -1,4 +1,4 @@
-"""The catalogue: packages, derived discounts, and the methods that can pay."""
+"""The catalogue: packages and derived discounts."""
 
 from __future__ import annotations
 
@@ -7,12 +7,9 @@ import pytest
 from buytokens.domain.catalogue import (
     DEFAULT_CATALOGUE,
     Catalogue,
-    PaymentMethod,
     TokenPackage,
-    offered_payment_methods,
-    require_payment_method,
 )
-from buytokens.domain.errors import InvalidCatalogue, UnknownPackage, UnsupportedPaymentMethod
+from buytokens.domain.errors import InvalidCatalogue, UnknownPackage
 from buytokens.domain.money import Money
 
 
@@ -80,35 +77,3 @@ def test_a_broken_catalogue_names_the_field(build: object, field: str) -> None:
     with pytest.raises(InvalidCatalogue) as caught:
         build()  # type: ignore[operator]
     assert caught.value.field == field
-
-
-def test_cny_offers_card_alipay_and_wechat_but_not_crypto() -> None:
-    """Stablecoin payments are USD-only, so a CNY catalogue never offers them."""
-    assert offered_payment_methods("cny") == (
-        PaymentMethod.CARD,
-        PaymentMethod.ALIPAY,
-        PaymentMethod.WECHAT_PAY,
-    )
-    with pytest.raises(UnsupportedPaymentMethod):
-        require_payment_method("crypto", "cny")
-
-
-def test_usd_offers_crypto() -> None:
-    """A USD catalogue offers every default method including crypto."""
-    assert PaymentMethod.CRYPTO in offered_payment_methods("usd")
-    assert require_payment_method("crypto", "usd") is PaymentMethod.CRYPTO
-
-
-def test_configuration_narrows_the_methods() -> None:
-    """Only enabled methods are offered, in the configured order."""
-    enabled = (PaymentMethod.WECHAT_PAY, PaymentMethod.CARD)
-    assert offered_payment_methods("cny", enabled) == enabled
-    with pytest.raises(UnsupportedPaymentMethod, match="choose one of: wechat_pay, card"):
-        require_payment_method("alipay", "cny", enabled)
-
-
-@pytest.mark.parametrize("name", ["bitcoin", "", "CARD", "sepa_debit"])
-def test_unknown_method_names_are_refused(name: str) -> None:
-    """Anything but an offered method's exact name is unsupported."""
-    with pytest.raises(UnsupportedPaymentMethod):
-        require_payment_method(name, "cny")

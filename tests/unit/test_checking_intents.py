@@ -1,4 +1,4 @@
-"""The return-page check: settled purchases answer from the store; checks share Stripe calls."""
+"""The return-page check: owner only, credited as the webhook would, settled ones from the store."""
 
 from __future__ import annotations
 
@@ -11,26 +11,24 @@ import pytest
 from buytokens.adapters.memory import (
     FixedClock,
     InMemoryBalanceRepository,
-    InMemoryCheckoutKeys,
-    InMemoryEventJournal,
-    SequentialIdSource,
 )
 from buytokens.adapters.single_flight import SingleFlightPaymentGateway
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, PaymentMethod
 from buytokens.domain.checkout import IntentRequest
 from buytokens.domain.errors import GatewayUnavailable, NotFound
 from buytokens.domain.purchases import PurchaseStatus
+from buytokens.entrypoints.composition import UseCaseDependencies
 from buytokens.ports.payments import PaymentGateway
-from buytokens.services.checkout import (
+from buytokens.services.buying import (
     IntentCheck,
-    Shop,
     check_payment_intent,
     create_payment_intent,
-    receive_webhook,
     recorded_check,
 )
+from buytokens.services.webhooks import receive_webhook
 from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 from tests.support.gateways import GatedGateway
+from tests.support.use_cases import wire
 
 PACKAGE = DEFAULT_CATALOGUE.get("package_500k")
 TOKENS = PACKAGE.tokens
@@ -41,16 +39,8 @@ SETTLING: dict[str, Callable[[InMemoryPaymentGateway, str], list[dict[str, objec
 }
 
 
-def _shop(gateway: PaymentGateway, clock: FixedClock) -> Shop:
-    return Shop(
-        DEFAULT_CATALOGUE,
-        InMemoryBalanceRepository(clock),
-        gateway,
-        InMemoryCheckoutKeys(),
-        InMemoryEventJournal(),
-        clock,
-        SequentialIdSource(),
-    )
+def _use_cases(gateway: PaymentGateway, clock: FixedClock) -> UseCaseDependencies:
+    return wire(gateway, clock, store=InMemoryBalanceRepository(clock))
 
 
 @pytest.fixture
@@ -58,8 +48,8 @@ def stripe(clock: FixedClock) -> InMemoryPaymentGateway:
     return InMemoryPaymentGateway(clock=clock)
 
 
-def _buy(shop: Shop, user: str = "alice") -> str:
-    return create_payment_intent(shop, user, "package_500k", "card").snapshot.id
+def _buy(use_cases: UseCaseDependencies, user: str = "alice") -> str:
+    return create_payment_intent(use_cases.buying, user, "package_500k", "card").snapshot.id
 
 
 def _in_threads(
@@ -103,37 +93,39 @@ def test_a_settled_purchase_is_answered_without_stripe(
     stripe: InMemoryPaymentGateway, clock: FixedClock, settle: str, status: PurchaseStatus
 ) -> None:
     """Once the purchase has settled, the check answers from the store even with Stripe down."""
-    shop = _shop(stripe, clock)
-    intent = _buy(shop)
+    use_cases = _use_cases(stripe, clock)
+    intent = _buy(use_cases)
     for event in SETTLING[settle](stripe, intent):
-        receive_webhook(shop, *stripe.signed_webhook(event))
+        receive_webhook(use_cases.webhooks, *stripe.signed_webhook(event))
     stripe.make_unavailable()
-    expected = IntentCheck(status, shop.store.balance("alice"))
-    assert check_payment_intent(shop, "alice", intent) == expected
-    assert recorded_check(shop, "alice", intent) == expected
+    expected = IntentCheck(status, use_cases.store.balance("alice"))
+    assert check_payment_intent(use_cases.checking, "alice", intent) == expected
+    assert recorded_check(use_cases.store, "alice", intent) == expected
     with pytest.raises(NotFound):
-        recorded_check(shop, "mallory", intent)
+        recorded_check(use_cases.store, "mallory", intent)
     with pytest.raises(NotFound):
-        check_payment_intent(shop, "mallory", intent)
+        check_payment_intent(use_cases.checking, "mallory", intent)
 
 
 def test_a_pending_or_failed_purchase_still_asks_stripe(
     stripe: InMemoryPaymentGateway, clock: FixedClock
 ) -> None:
     """Only the provider can tell about a purchase that may still be paid."""
-    shop = _shop(stripe, clock)
-    pending, failed = _buy(shop), _buy(shop)
-    receive_webhook(shop, *stripe.signed_webhook(stripe.fail(failed)))
-    assert recorded_check(shop, "alice", pending) is None
-    assert recorded_check(shop, "alice", failed) is None
-    assert recorded_check(shop, "alice", "pi_never_stored") is None
+    use_cases = _use_cases(stripe, clock)
+    pending, failed = _buy(use_cases), _buy(use_cases)
+    receive_webhook(use_cases.webhooks, *stripe.signed_webhook(stripe.fail(failed)))
+    assert recorded_check(use_cases.store, "alice", pending) is None
+    assert recorded_check(use_cases.store, "alice", failed) is None
+    assert recorded_check(use_cases.store, "alice", "pi_never_stored") is None
     stripe.make_unavailable()
     for intent in (pending, failed):
         with pytest.raises(GatewayUnavailable):
-            check_payment_intent(shop, "alice", intent)
+            check_payment_intent(use_cases.checking, "alice", intent)
     stripe.make_available()
     stripe.succeed(failed)  # the customer paid the same intent with another card
-    assert check_payment_intent(shop, "alice", failed).status is PurchaseStatus.SUCCEEDED
+    assert (
+        check_payment_intent(use_cases.checking, "alice", failed).status is PurchaseStatus.SUCCEEDED
+    )
 
 
 # -- single flight ----------------------------------------------------------------------------
@@ -144,17 +136,19 @@ def test_concurrent_checks_of_one_intent_share_one_stripe_call(
 ) -> None:
     """Ten checks at once of one intent reach Stripe once, and all see its answer."""
     gated = GatedGateway(stripe)
-    shop = _shop(SingleFlightPaymentGateway(gated), clock)
-    intent = _buy(shop)
+    use_cases = _use_cases(SingleFlightPaymentGateway(gated), clock)
+    intent = _buy(use_cases)
     stripe.succeed(intent)
-    outcomes, join = _in_threads(lambda: check_payment_intent(shop, "alice", intent), 10)
+    outcomes, join = _in_threads(
+        lambda: check_payment_intent(use_cases.checking, "alice", intent), 10
+    )
     assert gated.wait_for_calls(1)
     time.sleep(0.5)  # the other nine join the call in flight meanwhile
     gated.release()
     join()
     assert gated.calls == 1
     assert outcomes == [IntentCheck(PurchaseStatus.SUCCEEDED, TOKENS)] * 10
-    assert shop.store.balance("alice") == TOKENS
+    assert use_cases.store.balance("alice") == TOKENS
 
 
 def test_a_failure_reaches_every_check_that_shared_the_call(
@@ -162,17 +156,21 @@ def test_a_failure_reaches_every_check_that_shared_the_call(
 ) -> None:
     """The shared call's error is every waiter's error; the next check asks afresh."""
     gated = GatedGateway(stripe)
-    shop = _shop(SingleFlightPaymentGateway(gated), clock)
-    intent = _buy(shop)
+    use_cases = _use_cases(SingleFlightPaymentGateway(gated), clock)
+    intent = _buy(use_cases)
     stripe.make_unavailable(calls=1)
-    outcomes, join = _in_threads(lambda: check_payment_intent(shop, "alice", intent), 5)
+    outcomes, join = _in_threads(
+        lambda: check_payment_intent(use_cases.checking, "alice", intent), 5
+    )
     assert gated.wait_for_calls(1)
     time.sleep(0.5)
     gated.release()
     join()
     assert gated.calls == 1
     assert [type(o) for o in outcomes] == [GatewayUnavailable] * 5
-    assert check_payment_intent(shop, "alice", intent).status is PurchaseStatus.PENDING
+    assert (
+        check_payment_intent(use_cases.checking, "alice", intent).status is PurchaseStatus.PENDING
+    )
     assert gated.calls == 2
 
 
@@ -181,10 +179,12 @@ def test_checks_of_different_intents_do_not_wait_for_each_other(
 ) -> None:
     """Each intent has its own call in flight."""
     gated = GatedGateway(stripe)
-    shop = _shop(SingleFlightPaymentGateway(gated), clock)
-    first, second = _buy(shop), _buy(shop, "bob")
-    alice, join_alice = _in_threads(lambda: check_payment_intent(shop, "alice", first), 1)
-    bob, join_bob = _in_threads(lambda: check_payment_intent(shop, "bob", second), 1)
+    use_cases = _use_cases(SingleFlightPaymentGateway(gated), clock)
+    first, second = _buy(use_cases), _buy(use_cases, "bob")
+    alice, join_alice = _in_threads(
+        lambda: check_payment_intent(use_cases.checking, "alice", first), 1
+    )
+    bob, join_bob = _in_threads(lambda: check_payment_intent(use_cases.checking, "bob", second), 1)
     assert gated.wait_for_calls(2)
     gated.release()
     join_alice()
@@ -197,13 +197,17 @@ def test_a_shared_call_never_shares_the_owners_answer(
 ) -> None:
     """For an intent only Stripe knows, a stranger sharing the call is still told 404."""
     gated = GatedGateway(stripe)
-    shop = _shop(SingleFlightPaymentGateway(gated), clock)
+    use_cases = _use_cases(SingleFlightPaymentGateway(gated), clock)
     intent = stripe.create_payment_intent(
         IntentRequest("elsewhere-1", "alice", PACKAGE, PaymentMethod.CARD)
     ).id
     stripe.succeed(intent)
-    alice, join_alice = _in_threads(lambda: check_payment_intent(shop, "alice", intent), 1)
-    mallory, join_mallory = _in_threads(lambda: check_payment_intent(shop, "mallory", intent), 1)
+    alice, join_alice = _in_threads(
+        lambda: check_payment_intent(use_cases.checking, "alice", intent), 1
+    )
+    mallory, join_mallory = _in_threads(
+        lambda: check_payment_intent(use_cases.checking, "mallory", intent), 1
+    )
     assert gated.wait_for_calls(1)
     time.sleep(0.5)
     gated.release()
@@ -212,4 +216,58 @@ def test_a_shared_call_never_shares_the_owners_answer(
     assert gated.calls == 1
     assert alice == [IntentCheck(PurchaseStatus.SUCCEEDED, TOKENS)]
     assert [type(o) for o in mallory] == [NotFound]
-    assert shop.store.balance("mallory") == 0
+    assert use_cases.store.balance("mallory") == 0
+
+
+# -- the check itself: owner only, credited as the webhook would -------------------------------
+
+
+def test_a_paid_intent_is_credited_by_the_check_once(
+    stripe: InMemoryPaymentGateway, clock: FixedClock
+) -> None:
+    """No webhook came: the check applies the success, and checking again credits nothing more."""
+    use_cases = _use_cases(stripe, clock)
+    intent = _buy(use_cases)
+    assert check_payment_intent(use_cases.checking, "alice", intent) == IntentCheck(
+        PurchaseStatus.PENDING, 0
+    )
+    stripe.succeed(intent)
+    paid = IntentCheck(PurchaseStatus.SUCCEEDED, TOKENS)
+    assert check_payment_intent(use_cases.checking, "alice", intent) == paid
+    assert check_payment_intent(use_cases.checking, "alice", intent) == paid
+    assert len(use_cases.store.ledger("alice")) == 1
+
+
+def test_another_users_recorded_purchase_is_not_found_without_asking_stripe(
+    stripe: InMemoryPaymentGateway, clock: FixedClock
+) -> None:
+    """A stranger learns nothing about a pending purchase, not even whether Stripe is up."""
+    use_cases = _use_cases(stripe, clock)
+    intent = _buy(use_cases)
+    stripe.make_unavailable()
+    with pytest.raises(NotFound):
+        recorded_check(use_cases.store, "mallory", intent)
+    with pytest.raises(NotFound):
+        check_payment_intent(use_cases.checking, "mallory", intent)
+    assert use_cases.store.balance("mallory") == 0
+
+
+def test_an_intent_only_stripe_knows_is_credited_to_its_owner_from_its_metadata(
+    stripe: InMemoryPaymentGateway, clock: FixedClock
+) -> None:
+    """Created by another instance and paid: the owner's check credits it, a stranger's is 404."""
+    use_cases = _use_cases(stripe, clock)
+    intent = stripe.create_payment_intent(
+        IntentRequest("elsewhere-2", "alice", PACKAGE, PaymentMethod.CARD)
+    ).id
+    with pytest.raises(NotFound):  # not paid yet: nothing says whose it is
+        check_payment_intent(use_cases.checking, "alice", intent)
+    stripe.succeed(intent)
+    with pytest.raises(NotFound):
+        check_payment_intent(use_cases.checking, "mallory", intent)
+    assert use_cases.store.get_purchase(intent) is None
+    assert check_payment_intent(use_cases.checking, "alice", intent) == IntentCheck(
+        PurchaseStatus.SUCCEEDED, TOKENS
+    )
+    with pytest.raises(NotFound):  # now recorded: still alice's alone
+        recorded_check(use_cases.store, "mallory", intent)

@@ -22,12 +22,13 @@ from buytokens.domain.events import (
 from buytokens.domain.ledger import EntryKind, LedgerEntry
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import Purchase, PurchaseStatus
-from buytokens.services.crediting import (
-    Applied,
-    apply_payment_event,
+from buytokens.services.admin import (
+    ApprovalDependencies,
+    GrantDependencies,
     approve_purchase,
     grant_tokens,
 )
+from buytokens.services.crediting import Applied, CreditingDependencies, apply_payment_event
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 PRICE = Money(3_500, "cny")  # package_500k
@@ -76,7 +77,9 @@ class _Harness:
         self.store, self.clock = store, clock
 
     def apply(self, event: PaymentEvent) -> Applied:
-        return apply_payment_event(event, self.store, DEFAULT_CATALOGUE, self.clock)
+        return apply_payment_event(
+            CreditingDependencies(self.store, DEFAULT_CATALOGUE, self.clock), event
+        )
 
     def status(self, pi: str = "pi_1") -> PurchaseStatus:
         purchase = self.store.get_purchase(pi)
@@ -246,7 +249,9 @@ def test_a_refund_for_an_unknown_intent_is_remembered(
 def test_a_refund_after_the_tokens_were_spent_records_a_shortfall(shop: _Harness) -> None:
     """The balance stops at zero and the uncollectable rest is on the ledger entry."""
     shop.apply(_succeeded())
-    grant_tokens("alice", -400_000, "spent on chats", shop.store, SequentialIdSource())
+    grant_tokens(
+        GrantDependencies(shop.store, SequentialIdSource()), "alice", -400_000, "spent on chats"
+    )
     applied = shop.apply(_refund(3_500))
     (entry,) = applied.entries
     assert (entry.requested, entry.applied, entry.shortfall) == (-TOKENS, -100_000, 400_000)
@@ -310,8 +315,8 @@ def test_takebacks_never_exceed_the_credit(shop: _Harness) -> None:
 def test_grant_deducts_and_records_the_reason(store: InMemoryBalanceRepository) -> None:
     """Admin grants and deductions land on the ledger with their reason."""
     ids = SequentialIdSource()
-    grant_tokens("carol", 1_000, "welcome bonus", store, ids)
-    entry = grant_tokens("carol", -1_500, "chargeback fee", store, ids)
+    grant_tokens(GrantDependencies(store, ids), "carol", 1_000, "welcome bonus")
+    entry = grant_tokens(GrantDependencies(store, ids), "carol", -1_500, "chargeback fee")
     assert (entry.applied, entry.shortfall, entry.reason) == (-1_000, 500, "chargeback fee")
     assert store.balance("carol") == 0
 
@@ -319,8 +324,8 @@ def test_grant_deducts_and_records_the_reason(store: InMemoryBalanceRepository) 
 def test_grant_with_the_same_key_applies_once(store: InMemoryBalanceRepository) -> None:
     """A retried admin command with its key does not double the grant."""
     ids = SequentialIdSource()
-    grant_tokens("dave", 10, "promo", store, ids, key="promo-1")
-    grant_tokens("dave", 10, "promo", store, ids, key="promo-1")
+    grant_tokens(GrantDependencies(store, ids), "dave", 10, "promo", key="promo-1")
+    grant_tokens(GrantDependencies(store, ids), "dave", 10, "promo", key="promo-1")
     assert store.balance("dave") == 10
 
 
@@ -332,18 +337,20 @@ def test_grant_refuses_meaningless_input(
 ) -> None:
     """Empty user, zero tokens or no reason is a user error."""
     with pytest.raises(UserError):
-        grant_tokens(user, tokens, reason, store, SequentialIdSource())
+        grant_tokens(GrantDependencies(store, SequentialIdSource()), user, tokens, reason)
 
 
 def test_an_approved_review_credits_once_and_refunds_then_take_back(shop: _Harness) -> None:
     """Approval credits the package through the one credit key; later refunds work as usual."""
     shop.apply(_succeeded(amount=Money(3_499, "cny")))
-    applied = approve_purchase("pi_1", "customer paid by bank transfer", shop.store, shop.clock)
+    applied = approve_purchase(
+        ApprovalDependencies(shop.store, shop.clock), "pi_1", "customer paid by bank transfer"
+    )
     assert [(e.kind, e.applied) for e in applied.entries] == [(EntryKind.PURCHASE, TOKENS)]
     assert "customer paid by bank transfer" in applied.entries[0].reason
     assert shop.status() is PurchaseStatus.SUCCEEDED
     with pytest.raises(UserError, match="not awaiting review"):
-        approve_purchase("pi_1", "again", shop.store, shop.clock)
+        approve_purchase(ApprovalDependencies(shop.store, shop.clock), "pi_1", "again")
     shop.apply(_refund(3_500))
     assert shop.store.balance("alice") == 0
     assert shop.status() is PurchaseStatus.REFUNDED
@@ -355,13 +362,14 @@ def test_approval_needs_a_flagged_purchase_with_a_known_package(
     """Unknown intents, unflagged purchases and unknown packages cannot be approved."""
     shop = _Harness(store, clock)
     with pytest.raises(NotFound):
-        approve_purchase("pi_none", "x", store, clock)
+        approve_purchase(ApprovalDependencies(store, clock), "pi_none", "x")
     shop.apply(_succeeded("pi_ok", user="bob"))
     with pytest.raises(UserError, match="not awaiting review"):
-        approve_purchase("pi_ok", "x", store, clock)
+        approve_purchase(ApprovalDependencies(store, clock), "pi_ok", "x")
     shop.apply(_succeeded("pi_odd", user="bob", package="package_free"))
-    with pytest.raises(UserError, match="use `buytokens grant`"):
-        approve_purchase("pi_odd", "x", store, clock)
+    with pytest.raises(UserError, match="cannot be credited from its own record") as refused:
+        approve_purchase(ApprovalDependencies(store, clock), "pi_odd", "x")
+    assert refused.value.code == "not_approvable"
     assert store.balance("bob") == TOKENS
 
 
@@ -394,7 +402,7 @@ def test_every_transition_is_stamped_with_the_time_it_was_decided(
         shop.apply(event)
         assert shop.store.get_purchase("pi_1").updated_at == clock.now()  # type: ignore[union-attr]
     clock.advance(timedelta(seconds=5))
-    approve_purchase("pi_1", "paid by bank transfer", shop.store, clock)
+    approve_purchase(ApprovalDependencies(shop.store, clock), "pi_1", "paid by bank transfer")
     approved = shop.store.get_purchase("pi_1")
     assert approved is not None
     assert (approved.updated_at, approved.review_reason, approved.version) == (clock.now(), None, 3)
@@ -410,7 +418,7 @@ def test_an_approval_settles_known_refunds_and_chargebacks_with_the_credit(
     shop.apply(_succeeded(amount=Money(3_499, "cny")))
     shop.apply(_refund(700))
     shop.apply(_dispute(DisputeState.OPEN, amount=1_750))
-    applied = approve_purchase("pi_1", "ok", shop.store, clock)
+    applied = approve_purchase(ApprovalDependencies(shop.store, clock), "pi_1", "ok")
     assert [(e.kind, e.applied) for e in applied.entries] == [
         (EntryKind.PURCHASE, TOKENS),
         (EntryKind.REFUND, -100_000),
@@ -438,7 +446,9 @@ def test_a_purchase_flagged_after_its_credit_is_cleared_by_approval_without_a_se
     assert shop.apply(ChargeRefunded("evt_usd2", "pi_1", Money(200, "usd"), T0)).disposition is (
         Disposition.DUPLICATE
     )
-    cleared = approve_purchase("pi_1", "refund was in cny after all", shop.store, clock)
+    cleared = approve_purchase(
+        ApprovalDependencies(shop.store, clock), "pi_1", "refund was in cny after all"
+    )
     assert cleared.entries == ()
     assert shop.status() is PurchaseStatus.SUCCEEDED
     assert shop.store.balance("alice") == TOKENS
@@ -455,20 +465,20 @@ def test_refusals_say_what_is_wrong(
         ("u", 5, " ", "a reason is required for the audit trail"),
     ]:
         with pytest.raises(UserError, match=f"^{message}$"):
-            grant_tokens(user, tokens, reason, store, ids)
+            grant_tokens(GrantDependencies(store, ids), user, tokens, reason)
     with pytest.raises(NotFound, match=r"^no purchase with that payment intent id$"):
-        approve_purchase("pi_none", "x", store, clock)
+        approve_purchase(ApprovalDependencies(store, clock), "pi_none", "x")
     shop.apply(_succeeded())
     with pytest.raises(UserError) as not_flagged:
-        approve_purchase("pi_1", "x", store, clock)
+        approve_purchase(ApprovalDependencies(store, clock), "pi_1", "x")
     assert not_flagged.value.code == "not_in_review"
     assert str(not_flagged.value) == "purchase pi_1 is not awaiting review (it is succeeded)"
     shop.apply(_succeeded("pi_2", amount=Money(1, "cny")))
     with pytest.raises(UserError, match=r"^a reason is required for the audit trail$"):
-        approve_purchase("pi_2", "  ", store, clock)
+        approve_purchase(ApprovalDependencies(store, clock), "pi_2", "  ")
     shop.apply(_succeeded("pi_3", package="package_free"))
     with pytest.raises(UserError) as unknown:
-        approve_purchase("pi_3", "x", store, clock)
+        approve_purchase(ApprovalDependencies(store, clock), "pi_3", "x")
     assert unknown.value.code == "not_approvable"
     assert str(unknown.value).startswith(
         "purchase pi_3 cannot be credited from its own record (unknown package 'package_free')"
@@ -479,14 +489,19 @@ def test_a_grant_is_an_admin_entry_with_its_key_and_trimmed_reason(
     store: InMemoryBalanceRepository,
 ) -> None:
     """The entry says admin, carries the operator's key and the reason without padding."""
-    entry = grant_tokens("erin", 7, "  promo  ", store, SequentialIdSource("g"), key="k-1")
+    entry = grant_tokens(
+        GrantDependencies(store, SequentialIdSource("g")), "erin", 7, "  promo  ", key="k-1"
+    )
     assert (entry.key, entry.kind, entry.reason, entry.requested) == (
         "admin:k-1",
         EntryKind.ADMIN,
         "promo",
         7,
     )
-    assert grant_tokens("erin", 1, "r", store, SequentialIdSource("g")).key == "admin:g-1"
+    assert (
+        grant_tokens(GrantDependencies(store, SequentialIdSource("g")), "erin", 1, "r").key
+        == "admin:g-1"
+    )
 
 
 def test_the_credit_key_is_one_per_payment_intent() -> None:
@@ -548,11 +563,10 @@ def test_a_flagged_purchase_that_never_succeeded_cannot_be_approved(shop: _Harne
     """A refund in another currency flags a pending purchase; there is no payment to credit."""
     shop.apply(ChargeRefunded("evt_usd", "pi_1", Money(100, "usd"), T0))
     with pytest.raises(UserError) as refused:
-        approve_purchase("pi_1", "x", shop.store, shop.clock)
+        approve_purchase(ApprovalDependencies(shop.store, shop.clock), "pi_1", "x")
     assert refused.value.code == "not_approvable"
     assert str(refused.value) == (
-        "purchase pi_1 cannot be credited from its own record "
-        "(refund in usd for a cny payment); use `buytokens grant` instead"
+        "purchase pi_1 cannot be credited from its own record (refund in usd for a cny payment)"
     )
     assert shop.store.balance("alice") == 0
 
@@ -564,12 +578,12 @@ def test_approvals_are_applied_transitions_with_versioned_keys(
     shop.apply(_refund(700))
     shop.apply(_succeeded(amount=Money(3_499, "cny")))
     clock.advance(timedelta(seconds=1))
-    applied = approve_purchase("pi_1", "ok", shop.store, clock)
+    applied = approve_purchase(ApprovalDependencies(shop.store, clock), "pi_1", "ok")
     assert applied.disposition is Disposition.APPLIED
     assert [e.key for e in applied.entries] == ["purchase:pi_1", "refund:pi_1:3"]
     shop.apply(ChargeRefunded("evt_usd", "pi_1", Money(100, "usd"), T0))
     clock.advance(timedelta(seconds=1))
-    cleared = approve_purchase("pi_1", "ok", shop.store, clock)
+    cleared = approve_purchase(ApprovalDependencies(shop.store, clock), "pi_1", "ok")
     assert cleared.disposition is Disposition.APPLIED
     purchase = shop.store.get_purchase("pi_1")
     assert purchase is not None

@@ -15,7 +15,7 @@ from buytokens.domain.errors import ConcurrentUpdate
 from buytokens.domain.events import DisputeChanged, DisputeState, PaymentSucceeded
 from buytokens.domain.ledger import LedgerEntry
 from buytokens.domain.money import Money
-from buytokens.services.crediting import MAX_ATTEMPTS, apply_payment_event
+from buytokens.services.crediting import MAX_ATTEMPTS, CreditingDependencies, apply_payment_event
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 PRICE = Money(1_000, "cny")  # package_100k
@@ -60,14 +60,18 @@ def test_a_received_event_is_journalled_in_the_commit_of_its_change(clock: Fixed
     """The delivery rides with the transition: its id, type, intent, outcome and time."""
     store = _WatchedStore(clock)
     received = ReceivedEvent("evt_pi_1", "payment_intent.succeeded", T0, _paid())
-    applied = apply_payment_event(_paid(), store, DEFAULT_CATALOGUE, clock, received=received)
+    applied = apply_payment_event(
+        CreditingDependencies(store, DEFAULT_CATALOGUE, clock), _paid(), received=received
+    )
     assert applied.journalled
     (transition,) = store.commits
     assert transition.delivery == Delivery(
         "evt_pi_1", "payment_intent.succeeded", "pi_1", "applied", clock.now()
     )
     assert store.journal.deliveries("evt_pi_1") == ("applied", 1)
-    again = apply_payment_event(_paid(), store, DEFAULT_CATALOGUE, clock, received=received)
+    again = apply_payment_event(
+        CreditingDependencies(store, DEFAULT_CATALOGUE, clock), _paid(), received=received
+    )
     assert (again.disposition, again.journalled, again.entries) == (
         Disposition.DUPLICATE,
         False,
@@ -79,7 +83,7 @@ def test_a_received_event_is_journalled_in_the_commit_of_its_change(clock: Fixed
 def test_without_a_received_event_nothing_is_journalled(clock: FixedClock) -> None:
     """Applying a bare event (the return-page check) stores no delivery."""
     store = _WatchedStore(clock)
-    applied = apply_payment_event(_paid(), store, DEFAULT_CATALOGUE, clock)
+    applied = apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, clock), _paid())
     assert not applied.journalled
     assert store.commits[0].delivery is None
     assert (applied.disposition, applied.reason) == (Disposition.APPLIED, "")
@@ -92,7 +96,7 @@ def test_without_a_received_event_nothing_is_journalled(clock: FixedClock) -> No
 def test_a_conflicting_commit_is_decided_again_on_the_fresh_state(clock: FixedClock) -> None:
     """A concurrent writer's win costs a retry, not the event."""
     store = _WatchedStore(clock, conflicts=3)
-    applied = apply_payment_event(_paid(), store, DEFAULT_CATALOGUE, clock)
+    applied = apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, clock), _paid())
     assert applied.disposition is Disposition.APPLIED
     assert len(store.commits) == 4
     assert store.balance("alice") == 100_000
@@ -107,7 +111,7 @@ def test_a_purchase_that_keeps_changing_gives_up_with_a_retryable_error(
         ConcurrentUpdate,
         match=f"^payment intent pi_1 kept changing under {MAX_ATTEMPTS} attempts; retry later$",
     ):
-        apply_payment_event(_paid(), store, DEFAULT_CATALOGUE, clock)
+        apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, clock), _paid())
     assert len(store.commits) == MAX_ATTEMPTS
     assert store.balance("alice") == 0
 
@@ -115,10 +119,14 @@ def test_a_purchase_that_keeps_changing_gives_up_with_a_retryable_error(
 def test_the_ledger_is_read_only_when_a_take_back_could_be_given_back(clock: FixedClock) -> None:
     """A plain success costs no ledger read; a release reads what the hold took."""
     store = _WatchedStore(clock)
-    apply_payment_event(_paid(), store, DEFAULT_CATALOGUE, clock)
+    apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, clock), _paid())
     assert store.ledger_reads == 0
-    apply_payment_event(_chargeback(DisputeState.OPEN), store, DEFAULT_CATALOGUE, clock)
+    apply_payment_event(
+        CreditingDependencies(store, DEFAULT_CATALOGUE, clock), _chargeback(DisputeState.OPEN)
+    )
     assert store.ledger_reads == 0
-    apply_payment_event(_chargeback(DisputeState.WON), store, DEFAULT_CATALOGUE, clock)
+    apply_payment_event(
+        CreditingDependencies(store, DEFAULT_CATALOGUE, clock), _chargeback(DisputeState.WON)
+    )
     assert store.ledger_reads == 1
     assert store.balance("alice") == 100_000

@@ -7,7 +7,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import stripe
@@ -20,17 +20,14 @@ from buytokens.adapters.stripe_events import (
     snapshot_intent,
     translate_event,
 )
+from buytokens.adapters.stripe_methods import DEFAULT_PAYMENT_METHODS, offered_payment_methods
 from buytokens.adapters.stripe_server import (
     PROBE_TIMEOUT,
     display_api_base,
     is_stripe_api_base,
     probe_localstripe,
 )
-from buytokens.domain.catalogue import (
-    DEFAULT_PAYMENT_METHODS,
-    PaymentMethod,
-    require_payment_method,
-)
+from buytokens.domain.catalogue import PaymentMethod, require_payment_method
 from buytokens.domain.checkout import IntentRequest, IntentSnapshot, ReceivedEvent
 from buytokens.domain.errors import (
     ConfigurationError,
@@ -42,11 +39,15 @@ from buytokens.domain.errors import (
     PaymentDeclined,
 )
 from buytokens.ports.clock import Clock
+from buytokens.ports.payments import EventHistory
 
 _log = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEY_PREFIX = "buytokens-pi-"
 """Prefix of the Idempotency-Key sent when creating a purchase's payment intent."""
+
+STRIPE_EVENT_HISTORY = EventHistory("Stripe", timedelta(days=30))
+"""Stripe lists the events of the last 30 days only."""
 
 _INTENT_ID = re.compile(r"^pi_[A-Za-z0-9]+$")
 
@@ -214,7 +215,8 @@ class StripePaymentGateway:
         not enabled or cannot pay in the package's currency.
         """
         price = request.package.price
-        method = require_payment_method(request.method.value, price.currency, self._payment_methods)
+        offered = offered_payment_methods(price.currency, self._payment_methods)
+        method = require_payment_method(request.method.value, price.currency, offered)
         localstripe = self._is_localstripe()
         params: dict[str, Any] = {
             "amount": price.amount,

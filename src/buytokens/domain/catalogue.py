@@ -1,4 +1,4 @@
-"""Token packages, the catalogue that offers them, and the payment methods that can pay."""
+"""Token packages, the catalogue that offers them, and the payment methods a buyer may choose."""
 
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ DEFAULT_CATALOGUE = Catalogue(
 
 
 class PaymentMethod(enum.StrEnum):
-    """Stripe payment method types this product can offer."""
+    """Payment method types this product can offer (Stripe's names for them)."""
 
     CARD = "card"  # Google Pay and Apple Pay are wallets on top of card
     ALIPAY = "alipay"
@@ -149,43 +149,15 @@ class PaymentMethod(enum.StrEnum):
     CRYPTO = "crypto"  # USD stablecoins, US accounts only
 
 
-# Presentment currencies each method accepts (Stripe's payment method docs).
-_METHOD_CURRENCIES: dict[PaymentMethod, frozenset[str] | None] = {
-    PaymentMethod.CARD: None,
-    PaymentMethod.ALIPAY: frozenset(
-        ["cny", "aud", "cad", "eur", "gbp", "hkd", "jpy", "myr", "nzd", "sgd", "usd"]
-    ),
-    PaymentMethod.WECHAT_PAY: frozenset(
-        ["cny", "aud", "cad", "chf", "dkk", "eur", "gbp", "hkd", "jpy", "nok", "sek", "sgd", "usd"]
-    ),
-    PaymentMethod.CRYPTO: frozenset({"usd"}),
-}
-
-DEFAULT_PAYMENT_METHODS = (
-    PaymentMethod.CARD,
-    PaymentMethod.ALIPAY,
-    PaymentMethod.WECHAT_PAY,
-    PaymentMethod.CRYPTO,
-)
-
-
-def offered_payment_methods(
-    currency: str, enabled: Iterable[PaymentMethod] = DEFAULT_PAYMENT_METHODS
-) -> tuple[PaymentMethod, ...]:
-    """The enabled methods that can pay in ``currency``, in the order given."""
-    offered = []
-    for method in enabled:
-        currencies = _METHOD_CURRENCIES[method]
-        if currencies is None or currency in currencies:
-            offered.append(method)
-    return tuple(offered)
-
-
 def require_payment_method(
-    name: str, currency: str, enabled: Iterable[PaymentMethod] = DEFAULT_PAYMENT_METHODS
+    name: str, currency: str, offered: Iterable[PaymentMethod]
 ) -> PaymentMethod:
-    """Parse ``name`` as a method offered for ``currency``; raises UnsupportedPaymentMethod."""
-    offered = offered_payment_methods(currency, enabled)
+    """Parse ``name`` as one of the methods ``offered`` for ``currency``.
+
+    Which methods can pay in which currency is the payment provider's fact; the
+    caller passes what it offers. Raises UnsupportedPaymentMethod.
+    """
+    offered = tuple(offered)
     for method in offered:
         if method.value == name:
             return method

@@ -189,6 +189,11 @@ def _on_attempted(current: Purchase | None, event: PaymentAttempted, now: dateti
     return _transition(current, updated, (), Disposition.APPLIED)
 
 
+NOT_APPROVABLE = "not_approvable"
+"""The code of the refusal to approve a purchase whose record cannot say what to credit:
+an operator credits such a purchase by hand with an adjustment instead."""
+
+
 def approve_review(
     current: Purchase | None, reason: str, now: datetime, *, taken_back: int
 ) -> Decision:
@@ -210,9 +215,8 @@ def approve_review(
         )
     if not current.succeeded or current.user_id is None or current.price is None:
         raise UserError(
-            f"purchase {pi} cannot be credited from its own record ({current.review_reason}); "
-            "use `buytokens grant` instead",
-            code="not_approvable",
+            f"purchase {pi} cannot be credited from its own record ({current.review_reason})",
+            code=NOT_APPROVABLE,
         )
     reason = check_reason(reason)
     if current.tokens_credited:

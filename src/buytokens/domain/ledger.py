@@ -28,7 +28,7 @@ MAX_REASON_LENGTH = 500
 """An operator's reason on the ledger: a sentence, not a document."""
 
 MAX_KEY_LENGTH = 255
-"""An operator's idempotency key for a grant, as long as an HTTP Idempotency-Key may be."""
+"""An operator's idempotency key for a grant, as long as a buyer's idempotency key may be."""
 
 
 class EntryKind(enum.StrEnum):

@@ -10,21 +10,21 @@ from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
 from buytokens._version import __version__
+from buytokens.adapters.stripe_gateway import STRIPE_EVENT_HISTORY
 from buytokens.domain.catalogue import Catalogue
 from buytokens.domain.codes import MAX_CODES_PER_BATCH, CodeRecord, masked
+from buytokens.domain.crediting import NOT_APPROVABLE
 from buytokens.domain.errors import BuyTokensError
 from buytokens.domain.ledger import MAX_TOKENS, LedgerEntry, check_reason, check_user_id
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import Purchase
 from buytokens.entrypoints.container import Container, create_container
+from buytokens.services.admin import approve_purchase, grant_tokens, purchases_to_review
 from buytokens.services.codes import create_codes, list_codes
-from buytokens.services.crediting import approve_purchase, grant_tokens
-from buytokens.services.reconciliation import (
-    EVENT_RETENTION,
-    ReconcileOutcome,
-    ReconcileReport,
-    reconcile,
-)
+from buytokens.services.reconciliation import ReconcileOutcome, ReconcileReport, reconcile
+
+_HINTS = {NOT_APPROVABLE: "; use `buytokens grant` instead"}
+"""What to do next, after the error line of a refusal with this code."""
 
 MAX_ROWS = 10_000
 """The most rows ``--limit`` may ask for."""
@@ -143,10 +143,12 @@ def _window(value: str) -> timedelta:
             f"--since takes a duration such as 90m, 12h or 3d, got {_shown(value)}"
         )
     window = timedelta(**{_WINDOW_UNITS[match[2]]: int(match[1])})
-    if not timedelta(0) < window <= EVENT_RETENTION:
+    history = STRIPE_EVENT_HISTORY
+    if not timedelta(0) < window <= history.window:
         raise argparse.ArgumentTypeError(
-            f"--since must be more than 0 and at most {EVENT_RETENTION.days}d "
-            f"(Stripe keeps events for {EVENT_RETENTION.days} days), got {_shown(value)}"
+            f"--since must be more than 0 and at most {history.window.days}d "
+            f"({history.provider} keeps events for {history.window.days} days), "
+            f"got {_shown(value)}"
         )
     return window
 
@@ -226,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args, create_container())
     except BuyTokensError as exc:
-        print(f"buytokens: error: {exc}", file=sys.stderr)
+        print(f"buytokens: error: {exc}{_HINTS.get(exc.code, '')}", file=sys.stderr)
         return 1
     except OverflowError as exc:
         # A number past what a store can hold, from input no bound above caught yet.
@@ -256,7 +258,7 @@ def _run(args: argparse.Namespace, container: Container) -> int:
         print(_ledger_table(store.ledger(args.user_id, args.limit)))
     elif args.command == "grant":
         entry = grant_tokens(
-            args.user_id, args.tokens, args.reason, container.store(), container.ids(), key=args.key
+            container.granting(), args.user_id, args.tokens, args.reason, key=args.key
         )
         line = (
             f"{entry.user_id}: {entry.applied:+,} tokens ({entry.reason}); "
@@ -266,11 +268,9 @@ def _run(args: argparse.Namespace, container: Container) -> int:
             line += f"; {entry.shortfall:,} could not be deducted (balance stops at zero)"
         print(line)
     elif args.command == "review":
-        print(_review_table(container.store().flagged_purchases(args.limit)))
+        print(_review_table(purchases_to_review(container.store(), args.limit)))
     elif args.command == "approve":
-        applied = approve_purchase(
-            args.payment_intent_id, args.reason, container.store(), container.clock()
-        )
+        applied = approve_purchase(container.approving(), args.payment_intent_id, args.reason)
         credit = applied.entries[0]
         print(
             f"{args.payment_intent_id}: credited {credit.applied:+,} tokens to {credit.user_id}; "
@@ -284,8 +284,7 @@ def _run(args: argparse.Namespace, container: Container) -> int:
     elif args.command == "codes":
         return _codes(args, container)
     elif args.command == "reconcile":
-        shop = container.shop()
-        report = reconcile(shop, shop.clock.now() - args.since)
+        report = reconcile(container.reconciling(), container.clock().now() - args.since)
         print(_reconcile_report(report))
         return 0 if report.complete else 1
     return 0

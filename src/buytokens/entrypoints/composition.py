@@ -32,8 +32,10 @@ from buytokens.adapters.stripe_account import StripeAccount
 from buytokens.adapters.stripe_gateway import (
     DEFAULT_BUDGET,
     DEFAULT_NETWORK_RETRIES,
+    STRIPE_EVENT_HISTORY,
     StripePaymentGateway,
 )
+from buytokens.adapters.stripe_methods import offered_payment_methods
 from buytokens.adapters.unconfigured_gateway import UnconfiguredPaymentGateway
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, Catalogue
 from buytokens.domain.errors import ConfigurationError
@@ -44,8 +46,12 @@ from buytokens.ports.clock import Clock, IdSource
 from buytokens.ports.codes import RedemptionCodes
 from buytokens.ports.diagnostics import PaymentAccount, StoreInspector
 from buytokens.ports.payments import PaymentGateway
-from buytokens.services.checkout import Shop
+from buytokens.services.admin import ApprovalDependencies, GrantDependencies
+from buytokens.services.buying import BuyingDependencies, CheckingDependencies
 from buytokens.services.codes import CodeDesk
+from buytokens.services.crediting import CreditingDependencies
+from buytokens.services.reconciliation import ReconcileDependencies
+from buytokens.services.webhooks import EventDependencies, WebhookDependencies
 
 MEMORY_URI = "memory://"
 _MONGO_SCHEMES = ("mongodb://", "mongodb+srv://", "mongomock://")
@@ -57,7 +63,7 @@ def _nothing_to_close() -> None:
 
 
 @attrs.frozen
-class Backend:
+class Stores:
     """The stores of one deployment, all in the same database."""
 
     store: BalanceRepository
@@ -83,14 +89,14 @@ def open_catalogue(source: Catalogue | str | os.PathLike[str] | None) -> Catalog
     return load_catalogue(Path(source))
 
 
-def build_backend(settings: Settings, clock: Clock) -> Backend:
+def build_stores(settings: Settings, clock: Clock) -> Stores:
     """MongoDB when MONGODB_URI is set (mongomock:// for demos), else the SQLite file."""
     if settings.mongodb_uri is not None:
-        return open_mongo_backend(settings.mongodb_uri, clock)
-    return open_sqlite_backend(settings.sqlite_path, clock)
+        return open_mongo_stores(settings.mongodb_uri, clock)
+    return open_sqlite_stores(settings.sqlite_path, clock)
 
 
-def open_backend(uri: str | os.PathLike[str], clock: Clock) -> Backend:
+def open_stores(uri: str | os.PathLike[str], clock: Clock) -> Stores:
     """The stores a URI names.
 
     ``memory://`` keeps everything in this process (tests, demos); ``mongodb://``,
@@ -101,9 +107,9 @@ def open_backend(uri: str | os.PathLike[str], clock: Clock) -> Backend:
     if not isinstance(text, str) or not text.strip():
         raise ConfigurationError("the store must be memory://, a SQLite path or a MongoDB URI")
     if text == MEMORY_URI:
-        return open_memory_backend(clock)
+        return open_memory_stores(clock)
     if text.lower().startswith(_MONGO_SCHEMES):
-        return open_mongo_backend(text, clock)
+        return open_mongo_stores(text, clock)
     if text.lower().startswith(_SQLITE_SCHEME):
         text = text[len(_SQLITE_SCHEME) :]
         if not text:
@@ -114,13 +120,13 @@ def open_backend(uri: str | os.PathLike[str], clock: Clock) -> Backend:
             f"unsupported store scheme {scheme!r}: use memory://, sqlite://PATH, "
             "mongodb://, mongodb+srv:// or mongomock://"
         )
-    return open_sqlite_backend(text, clock)
+    return open_sqlite_stores(text, clock)
 
 
-def open_memory_backend(clock: Clock) -> Backend:
+def open_memory_stores(clock: Clock) -> Stores:
     """Stores that live and die with this process."""
     store = InMemoryBalanceRepository(clock)
-    return Backend(
+    return Stores(
         store,
         InMemoryCheckoutKeys(),
         store.journal,
@@ -130,10 +136,10 @@ def open_memory_backend(clock: Clock) -> Backend:
     )
 
 
-def open_sqlite_backend(path: str | os.PathLike[str], clock: Clock) -> Backend:
+def open_sqlite_stores(path: str | os.PathLike[str], clock: Clock) -> Stores:
     """One SQLite file (created with its schema when missing)."""
     sqlite = SqliteDatabase(os.fspath(path))
-    return Backend(
+    return Stores(
         SqliteBalanceRepository(sqlite, clock),
         SqliteCheckoutKeys(sqlite),
         SqliteEventJournal(sqlite),
@@ -143,7 +149,7 @@ def open_sqlite_backend(path: str | os.PathLike[str], clock: Clock) -> Backend:
     )
 
 
-def open_mongo_backend(uri: str, clock: Clock) -> Backend:
+def open_mongo_stores(uri: str, clock: Clock) -> Stores:
     """LibreChat's MongoDB, after finishing whatever a crash left half-done."""
     from buytokens.adapters.mongo import MongoBalanceRepository, connect_mongo  # noqa: PLC0415
     from buytokens.adapters.mongo_checkout import (  # noqa: PLC0415
@@ -158,7 +164,7 @@ def open_mongo_backend(uri: str, clock: Clock) -> Backend:
     real = uri.lower().startswith(("mongodb://", "mongodb+srv://"))
     # A pymongo Database has its client; mongomock's in-process server holds nothing.
     client = getattr(database, "client", None) if real else None
-    return Backend(
+    return Stores(
         store,
         MongoCheckoutKeys(database),
         MongoEventJournal(database),
@@ -209,28 +215,60 @@ def open_gateway(
     )
 
 
-def build_shop(
+@attrs.frozen
+class UseCaseDependencies:
+    """The dependencies of every use case of one deployment, each bundle built once."""
+
+    catalogue: Catalogue
+    store: BalanceRepository
+    buying: BuyingDependencies
+    checking: CheckingDependencies
+    webhooks: WebhookDependencies
+    reconciling: ReconcileDependencies
+    granting: GrantDependencies
+    approving: ApprovalDependencies
+
+    @property
+    def events(self) -> EventDependencies:
+        """What applying an already verified provider event needs."""
+        return self.webhooks.events
+
+
+def build_use_cases(
     catalogue: Catalogue,
-    backend: Backend,
+    stores: Stores,
     gateway: PaymentGateway,
     clock: Clock,
     ids: IdSource,
-) -> Shop:
-    """The bundle the buying use cases run on; concurrent checks of one intent share a call."""
-    return Shop(
+) -> UseCaseDependencies:
+    """Every use case's dependencies over these parts; concurrent checks of one intent
+    share a call to the provider."""
+    shared = SingleFlightPaymentGateway(gateway)
+    crediting = CreditingDependencies(stores.store, catalogue, clock)
+    events = EventDependencies(crediting, stores.journal)
+    return UseCaseDependencies(
         catalogue,
-        backend.store,
-        SingleFlightPaymentGateway(gateway),
-        backend.keys,
-        backend.journal,
-        clock,
-        ids,
+        stores.store,
+        BuyingDependencies(
+            catalogue,
+            offered_payment_methods(catalogue.currency),
+            stores.store,
+            shared,
+            stores.keys,
+            clock,
+            ids,
+        ),
+        CheckingDependencies(crediting, shared),
+        WebhookDependencies(shared, events),
+        ReconcileDependencies(shared, events, STRIPE_EVENT_HISTORY),
+        GrantDependencies(stores.store, ids),
+        ApprovalDependencies(stores.store, clock),
     )
 
 
-def build_code_desk(backend: Backend, clock: Clock) -> CodeDesk:
-    """The bundle the code use cases run on: the backend's codes and balances."""
-    return CodeDesk(backend.codes, backend.store, clock)
+def build_code_desk(stores: Stores, clock: Clock) -> CodeDesk:
+    """The bundle the code use cases run on: the stores' codes and balances."""
+    return CodeDesk(stores.codes, stores.store, clock)
 
 
 DOCTOR_MONGO_TIMEOUT_MS = 3_000
@@ -238,7 +276,7 @@ DOCTOR_STRIPE_TIMEOUT = 10.0
 
 
 def build_store_inspector(settings: Settings) -> StoreInspector:
-    """A read-only look at the store ``build_backend`` would open; it connects lazily."""
+    """A read-only look at the store ``build_stores`` would open; it connects lazily."""
     uri = settings.mongodb_uri
     if uri is not None:
         from buytokens.adapters.mongo import connect_mongo  # noqa: PLC0415

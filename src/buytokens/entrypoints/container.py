@@ -6,18 +6,18 @@ from dependency_injector import containers, providers
 
 from buytokens.adapters.system import SystemClock, UuidIdSource
 from buytokens.entrypoints.composition import (
-    build_backend,
     build_catalogue,
     build_code_desk,
     build_gateway,
     build_payment_account,
-    build_shop,
     build_store_inspector,
+    build_stores,
+    build_use_cases,
 )
 from buytokens.entrypoints.settings import Settings
 from buytokens.entrypoints.web.auth import Authenticator
 from buytokens.entrypoints.web.provider_lane import ProviderLane
-from buytokens.entrypoints.web.ratelimit import CheckoutRateLimiter
+from buytokens.entrypoints.web.ratelimit import RateLimiter
 
 
 def build_authenticator(settings: Settings) -> Authenticator:
@@ -34,42 +34,48 @@ class Container(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(UuidIdSource)
     catalogue = providers.Singleton(build_catalogue, settings)
-    backend = providers.Singleton(build_backend, settings, clock)
-    store = providers.Singleton(lambda backend: backend.store, backend)
+    stores = providers.Singleton(build_stores, settings, clock)
+    store = providers.Singleton(lambda stores: stores.store, stores)
     gateway = providers.Singleton(build_gateway, settings, clock)
-    shop = providers.Singleton(build_shop, catalogue, backend, gateway, clock, ids)
-    code_desk = providers.Singleton(build_code_desk, backend, clock)
+    use_cases = providers.Singleton(build_use_cases, catalogue, stores, gateway, clock, ids)
+    buying = providers.Singleton(lambda use_cases: use_cases.buying, use_cases)
+    checking = providers.Singleton(lambda use_cases: use_cases.checking, use_cases)
+    webhooks = providers.Singleton(lambda use_cases: use_cases.webhooks, use_cases)
+    reconciling = providers.Singleton(lambda use_cases: use_cases.reconciling, use_cases)
+    granting = providers.Singleton(lambda use_cases: use_cases.granting, use_cases)
+    approving = providers.Singleton(lambda use_cases: use_cases.approving, use_cases)
+    code_desk = providers.Singleton(build_code_desk, stores, clock)
     authenticator = providers.Singleton(build_authenticator, settings)
     store_inspector = providers.Singleton(build_store_inspector, settings)
     payment_account = providers.Singleton(build_payment_account, settings)
     rate_limiter = providers.Singleton(
-        lambda settings, backend: CheckoutRateLimiter(
-            settings.rate_limit_per_user, settings.rate_limit_per_ip, backend.rate_limit_storage
+        lambda settings, stores: RateLimiter(
+            settings.rate_limit_per_user, settings.rate_limit_per_ip, stores.rate_limit_storage
         ),
         settings,
-        backend,
+        stores,
     )
     check_rate_limiter = providers.Singleton(
-        lambda settings, backend: CheckoutRateLimiter(
+        lambda settings, stores: RateLimiter(
             settings.rate_limit_checks_per_user,
             settings.rate_limit_per_ip,
-            backend.rate_limit_storage,
+            stores.rate_limit_storage,
             action="check-payment-intent",
             refusal="too many payment checks",
         ),
         settings,
-        backend,
+        stores,
     )
     redeem_rate_limiter = providers.Singleton(
-        lambda settings, backend: CheckoutRateLimiter(
+        lambda settings, stores: RateLimiter(
             settings.rate_limit_redeems_per_user,
             settings.rate_limit_per_ip,
-            backend.rate_limit_storage,
+            stores.rate_limit_storage,
             action="redeem-code",
             refusal="too many code redemption attempts",
         ),
         settings,
-        backend,
+        stores,
     )
     provider_lane = providers.Singleton(
         lambda settings: ProviderLane(settings.stripe_concurrency, settings.stripe_budget),

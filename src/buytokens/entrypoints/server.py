@@ -29,11 +29,11 @@ def serve(container: Container, host: str, port: int) -> None:
     settings = container.settings()
     settings.require("JWT_SECRET")
     container.catalogue()
-    backend = container.backend()
+    stores = container.stores()
     container.gateway()
     container.rate_limiter()
     configure_logging()
-    if not backend.durable:
+    if not stores.durable:
         # Stripe is answered 200 for credits this store cannot keep: say so, once, loudly.
         log.warning(
             "WARNING: MONGODB_URI is mongomock://, an in-memory store: every credit, purchase "

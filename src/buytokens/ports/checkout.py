@@ -20,7 +20,7 @@ class KeyReservation:
 
 
 class CheckoutKeys(Protocol):
-    """Remembers each user's ``Idempotency-Key`` so a repeated request gets the same intent."""
+    """Remembers each user's idempotency keys so a repeated request gets the same intent."""
 
     def reserve(
         self, user_id: str, key: str, fingerprint: str, at: datetime

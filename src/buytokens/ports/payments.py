@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
+import attrs
+
 from buytokens.domain.checkout import IntentRequest, IntentSnapshot, ReceivedEvent
+
+
+@attrs.frozen
+class EventHistory:
+    """How far back a payment provider lists its events (``events_since``), and its name.
+
+    A window starting earlier would silently miss events; the name is for the
+    message that says so.
+    """
+
+    provider: str
+    window: timedelta
 
 
 class PaymentGateway(Protocol):

@@ -1,4 +1,8 @@
-"""Applying payment events and admin adjustments to balances."""
+"""Crediting: applying a payment event exactly once, and the settle loop every change takes.
+
+Calling style (see ``buytokens.services``): ``apply_payment_event(deps, event)``
+with ``deps`` a ``CreditingDependencies``.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,26 @@ import attrs
 
 from buytokens.domain.catalogue import Catalogue
 from buytokens.domain.checkout import Delivery, ReceivedEvent
-from buytokens.domain.crediting import Decision, Disposition, approve_review, decide, taken_back
-from buytokens.domain.errors import (
-    ChangeNotApplied,
-    ConcurrentUpdate,
-    OutcomeUnknown,
-    StoreUnavailable,
-)
+from buytokens.domain.crediting import Decision, Disposition, decide, taken_back
+from buytokens.domain.errors import ConcurrentUpdate
 from buytokens.domain.events import PaymentEvent
-from buytokens.domain.ledger import LedgerEntry, admin_adjustment, check_user_id
+from buytokens.domain.ledger import LedgerEntry
 from buytokens.domain.purchases import Purchase
 from buytokens.ports.balances import BalanceRepository
-from buytokens.ports.clock import Clock, IdSource
+from buytokens.ports.clock import Clock
 
 # Each retry re-reads the purchase; contention on one intent is a handful of
 # concurrent deliveries at most, so a conflict that persists this long is a fault.
 MAX_ATTEMPTS = 50
+
+
+@attrs.frozen
+class CreditingDependencies:
+    """What applying a payment event needs: the store, the catalogue that prices it, the clock."""
+
+    store: BalanceRepository
+    catalogue: Catalogue
+    clock: Clock
 
 
 @attrs.frozen
@@ -38,10 +46,8 @@ class Applied:
 
 
 def apply_payment_event(
+    deps: CreditingDependencies,
     event: PaymentEvent,
-    store: BalanceRepository,
-    catalogue: Catalogue,
-    clock: Clock,
     *,
     received: ReceivedEvent | None = None,
 ) -> Applied:
@@ -52,8 +58,8 @@ def apply_payment_event(
     """
 
     def decide_now(current: Purchase | None, taken: int) -> Decision:
-        now = clock.now()
-        decision = decide(current, event, catalogue, now, taken_back=taken)
+        now = deps.clock.now()
+        decision = decide(current, event, deps.catalogue, now, taken_back=taken)
         if decision.transition is None or received is None:
             return decision
         delivery = Delivery.of(received, decision.disposition.value, now)
@@ -61,23 +67,12 @@ def apply_payment_event(
             decision, transition=attrs.evolve(decision.transition, delivery=delivery)
         )
 
-    return _settle(event.payment_intent_id, store, decide_now)
+    return settle(deps.store, event.payment_intent_id, decide_now)
 
 
-def approve_purchase(
-    payment_intent_id: str, reason: str, store: BalanceRepository, clock: Clock
-) -> Applied:
-    """Credit a purchase flagged for review, once, with the operator's reason on the ledger."""
-    return _settle(
-        payment_intent_id,
-        store,
-        lambda current, taken: approve_review(current, reason, clock.now(), taken_back=taken),
-    )
-
-
-def _settle(
-    payment_intent_id: str,
+def settle(
     store: BalanceRepository,
+    payment_intent_id: str,
     decide_on: Callable[[Purchase | None, int], Decision],
 ) -> Applied:
     """Read the purchase and what its take-backs took, decide, and commit at the version read.
@@ -117,45 +112,3 @@ def _taken_back(store: BalanceRepository, current: Purchase | None) -> int:
     if current is None or current.tokens_taken_back == 0:
         return 0
     return taken_back(store.purchase_ledger(current.payment_intent_id))
-
-
-def grant_tokens(
-    user_id: str,
-    tokens: int,
-    reason: str,
-    store: BalanceRepository,
-    ids: IdSource,
-    *,
-    key: str | None = None,
-) -> LedgerEntry:
-    """Add (or, negative, deduct) tokens by hand, on the ledger with ``reason``.
-
-    A deduction never takes a balance below zero; what it could not take is the
-    entry's shortfall. Passing the same ``key`` twice grants once.
-
-    The answer is the outcome: the entry when the grant is applied;
-    ``ChangeNotApplied`` when it certainly is not and never will be (asking
-    again is safe); ``OutcomeUnknown`` when the store could not tell, whose
-    ``retry_key`` (the caller's ``key``, or the one made up for this call)
-    finishes the grant exactly once when passed as ``key``.
-    """
-    # The balance ceiling is checked on a read before the write: two grants racing
-    # past it overshoot by at most MAX_TOKENS, far inside a 64-bit integer.
-    user_id = check_user_id(user_id)
-    balance = store.balance(user_id)
-    key = key or ids.new_id()
-    change = admin_adjustment(user_id, tokens, reason, balance, key=key)
-    try:
-        return store.record_adjustment(change)
-    except ChangeNotApplied as exc:
-        raise ChangeNotApplied(
-            f"nothing was granted to {change.user_id}: {exc.message}; asking again is safe"
-        ) from exc
-    except StoreUnavailable as exc:
-        raise OutcomeUnknown(
-            f"the grant of {tokens:+,} tokens to {change.user_id} is not confirmed "
-            f"({exc.message}); it takes effect at most once: repeat it with --key {key} to "
-            "finish it, never without; unless repeated it is cancelled within minutes if it "
-            f"has not reached the balance (`buytokens history {change.user_id}` shows it)",
-            retry_key=key,
-        ) from exc

@@ -6,6 +6,9 @@ Reconciling lists the provider's own record of events for a window and applies
 each one through the same idempotent path as the webhook, so an event that was
 already applied decides nothing and running it twice, or while webhooks arrive,
 is safe.
+
+Calling style (see ``buytokens.services``): ``reconcile(deps, since)`` with a
+``ReconcileDependencies``.
 """
 
 from __future__ import annotations
@@ -18,13 +21,11 @@ import attrs
 from buytokens.domain.checkout import ReceivedEvent
 from buytokens.domain.crediting import Disposition
 from buytokens.domain.errors import BuyTokensError, UserError
-from buytokens.services.checkout import Shop, apply_received_event
-
-EVENT_RETENTION = timedelta(days=30)
-"""How far back Stripe lists events; an older window would silently miss some."""
+from buytokens.ports.payments import EventHistory, PaymentGateway
+from buytokens.services.webhooks import EventDependencies, apply_received_event
 
 # The caller computes ``since`` from the clock a moment before we read it again;
-# without some allowance a window of exactly EVENT_RETENTION would be refused.
+# without some allowance a window of exactly the provider's history would be refused.
 _CLOCK_ALLOWANCE = timedelta(minutes=1)
 
 
@@ -50,6 +51,16 @@ _OUTCOME_OF = {
     Disposition.IGNORED: ReconcileOutcome.IGNORED,
     Disposition.NEEDS_REVIEW: ReconcileOutcome.NEEDS_REVIEW,
 }
+
+
+@attrs.frozen
+class ReconcileDependencies:
+    """What reconciling needs: the gateway that lists events, how far back it lists them
+    (the provider's fact, given by the composition root), and applying them."""
+
+    gateway: PaymentGateway
+    events: EventDependencies
+    history: EventHistory
 
 
 @attrs.frozen
@@ -115,34 +126,37 @@ class ReconcileReport:
         return tuple(event for event in self.events if event.outcome is outcome)
 
 
-def reconcile(shop: Shop, since: datetime) -> ReconcileReport:
+def reconcile(deps: ReconcileDependencies, since: datetime) -> ReconcileReport:
     """Apply every provider event created at or after ``since`` that has not been applied yet.
 
     Each event goes through ``apply_payment_event``, the webhook's own idempotent
     path, and is journalled like a delivery. An event that fails is reported and
     the rest still run; a rerun picks the failed ones up again.
 
-    Raises ``ReconcileWindowTooLong`` for a window starting more than
-    ``EVENT_RETENTION`` ago, ``UserError`` for one starting in the future, and the
+    Raises ``ReconcileWindowTooLong`` for a window starting before the provider's
+    event history (``deps.history``), ``UserError`` for one starting in the future, and the
     gateway's errors (``GatewayUnavailable``, ``GatewayRejected``...) when the
     events cannot be listed at all; then nothing has been applied.
     """
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    now = shop.clock.now()
-    if since < now - EVENT_RETENTION - _CLOCK_ALLOWANCE:
+    now = deps.events.crediting.clock.now()
+    history = deps.history
+    if since < now - history.window - _CLOCK_ALLOWANCE:
         raise ReconcileWindowTooLong(
-            f"cannot reconcile since {since:%Y-%m-%d %H:%M} UTC: Stripe keeps events for "
-            f"{EVENT_RETENTION.days} days only, so the window must start after "
-            f"{now - EVENT_RETENTION:%Y-%m-%d %H:%M} UTC"
+            f"cannot reconcile since {since:%Y-%m-%d %H:%M} UTC: {history.provider} keeps "
+            f"events for {history.window.days} days only, so the window must start after "
+            f"{now - history.window:%Y-%m-%d %H:%M} UTC"
         )
     if since > now:
         raise UserError(f"cannot reconcile since {since:%Y-%m-%d %H:%M} UTC: it is in the future")
-    listed = list(shop.gateway.events_since(since))
-    return ReconcileReport(since, tuple(_reconcile_one(shop, received) for received in listed))
+    listed = list(deps.gateway.events_since(since))
+    return ReconcileReport(
+        since, tuple(_reconcile_one(deps.events, received) for received in listed)
+    )
 
 
-def _reconcile_one(shop: Shop, received: ReceivedEvent) -> ReconciledEvent:
+def _reconcile_one(deps: EventDependencies, received: ReceivedEvent) -> ReconciledEvent:
     event = received.payment_event
     pi = None if event is None else event.payment_intent_id
 
@@ -152,7 +166,7 @@ def _reconcile_one(shop: Shop, received: ReceivedEvent) -> ReconciledEvent:
         )
 
     try:
-        applied = apply_received_event(shop, received)
+        applied = apply_received_event(deps, received)
     except BuyTokensError as exc:
         return outcome(ReconcileOutcome.FAILED, str(exc))
     return outcome(_OUTCOME_OF[applied.disposition], applied.reason)

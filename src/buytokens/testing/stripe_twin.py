@@ -33,11 +33,8 @@ from buytokens.adapters.stripe_events import (
     snapshot_intent,
     translate_event,
 )
-from buytokens.domain.catalogue import (
-    DEFAULT_PAYMENT_METHODS,
-    PaymentMethod,
-    require_payment_method,
-)
+from buytokens.adapters.stripe_methods import DEFAULT_PAYMENT_METHODS, offered_payment_methods
+from buytokens.domain.catalogue import PaymentMethod, require_payment_method
 from buytokens.domain.checkout import IntentRequest, IntentSnapshot, ReceivedEvent
 from buytokens.domain.errors import (
     GatewayRejected,
@@ -110,7 +107,8 @@ class InMemoryPaymentGateway:
     def create_payment_intent(self, request: IntentRequest) -> IntentSnapshot:
         """Create (or, for a known ``purchase_id``, return) the intent for the package's price."""
         price = request.package.price
-        method = require_payment_method(request.method.value, price.currency, self._payment_methods)
+        offered = offered_payment_methods(price.currency, self._payment_methods)
+        method = require_payment_method(request.method.value, price.currency, offered)
         with self._lock:
             self._check_available()
             fingerprint = (

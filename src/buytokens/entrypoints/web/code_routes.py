@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from buytokens.entrypoints.container import Container
-from buytokens.entrypoints.web.ratelimit import CheckoutRateLimiter
+from buytokens.entrypoints.web.ratelimit import RateLimiter
 from buytokens.entrypoints.web.routes import Provided, User
 from buytokens.entrypoints.web.schemas import ErrorResponse, RedeemRequest, RedeemResponse
 from buytokens.services.codes import CodeDesk, redeem_code
@@ -39,7 +39,7 @@ async def redeem(
     request: Request,
     user: User,
     desk: Annotated[CodeDesk, Depends(Provided[Container.code_desk])],
-    limiter: Annotated[CheckoutRateLimiter, Depends(Provided[Container.redeem_rate_limiter])],
+    limiter: Annotated[RateLimiter, Depends(Provided[Container.redeem_rate_limiter])],
 ) -> RedeemResponse:
     """Redeem a code (any case, dashes optional) for the caller: its tokens, once.
 

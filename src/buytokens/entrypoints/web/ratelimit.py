@@ -31,7 +31,7 @@ class RateLimited(BuyTokensError):
         self.retry_after = retry_after
 
 
-class CheckoutRateLimiter:
+class RateLimiter:
     """Sliding-window limits keyed by user id and by client IP, in a shared storage.
 
     The sliding-window counter keeps two counters per key and window, so a hit
@@ -62,7 +62,7 @@ class CheckoutRateLimiter:
         self._refusal = refusal
 
     def __repr__(self) -> str:
-        return f"CheckoutRateLimiter(per_user={self._per_user}, per_ip={self._per_ip})"
+        return f"RateLimiter(per_user={self._per_user}, per_ip={self._per_ip})"
 
     def hit(self, user_id: str, client_ip: str | None) -> None:
         """Count one attempt; raise RateLimited when a limit is exhausted."""

@@ -12,12 +12,13 @@ from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from buytokens.domain.catalogue import Catalogue
 from buytokens.domain.errors import BuyTokensError
 from buytokens.domain.money import currency_exponent
 from buytokens.entrypoints.container import Container
 from buytokens.entrypoints.web.auth import AuthenticatedUser, Authenticator
 from buytokens.entrypoints.web.provider_lane import ProviderLane
-from buytokens.entrypoints.web.ratelimit import CheckoutRateLimiter
+from buytokens.entrypoints.web.ratelimit import RateLimiter
 from buytokens.entrypoints.web.schemas import (
     BalanceResponse,
     CreateIntentRequest,
@@ -32,16 +33,19 @@ from buytokens.entrypoints.web.schemas import (
     PurchasesResponse,
     WebhookResponse,
 )
-from buytokens.services.checkout import (
-    Shop,
+from buytokens.ports.balances import BalanceRepository
+from buytokens.services.buying import (
+    IDEMPOTENCY_KEY_ERRORS,
+    BuyingDependencies,
+    CheckingDependencies,
     check_payment_intent,
     create_payment_intent,
-    offered_methods,
     purchases_of,
-    receive_webhook,
     recorded_check,
 )
+from buytokens.services.webhooks import WebhookDependencies, receive_webhook
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 WEBHOOK_MAX_BYTES = 1_000_000
 WEBHOOK_PATH = "/api/custom/stripe/webhook"
 
@@ -84,7 +88,11 @@ async def current_user(
 
 
 User = Annotated[AuthenticatedUser, Depends(current_user)]
-ShopDep = Annotated[Shop, Depends(Provided[Container.shop])]
+CatalogueDep = Annotated[Catalogue, Depends(Provided[Container.catalogue])]
+StoreDep = Annotated[BalanceRepository, Depends(Provided[Container.store])]
+BuyingDep = Annotated[BuyingDependencies, Depends(Provided[Container.buying])]
+CheckingDep = Annotated[CheckingDependencies, Depends(Provided[Container.checking])]
+WebhooksDep = Annotated[WebhookDependencies, Depends(Provided[Container.webhooks])]
 LaneDep = Annotated[ProviderLane, Depends(Provided[Container.provider_lane])]
 
 
@@ -96,9 +104,8 @@ def healthz() -> HealthResponse:
 
 @router.get("/api/custom/stripe/packages", response_model=PackagesResponse, tags=["catalogue"])
 @inject
-def packages(shop: ShopDep) -> PackagesResponse:
+def packages(catalogue: CatalogueDep) -> PackagesResponse:
     """The token packages on sale, prices in minor units."""
-    catalogue = shop.catalogue
     return PackagesResponse(
         currency=catalogue.currency,
         exponent=currency_exponent(catalogue.currency),
@@ -124,9 +131,9 @@ def packages(shop: ShopDep) -> PackagesResponse:
     tags=["catalogue"],
 )
 @inject
-def payment_methods(user: User, shop: ShopDep) -> PaymentMethodsResponse:
+def payment_methods(user: User, buying: BuyingDep) -> PaymentMethodsResponse:
     """The payment methods offered for the catalogue's currency."""
-    return PaymentMethodsResponse(paymentMethods=[m.value for m in offered_methods(shop)])
+    return PaymentMethodsResponse(paymentMethods=[m.value for m in buying.payment_methods])
 
 
 @router.post(
@@ -140,10 +147,10 @@ async def create_intent(
     body: CreateIntentRequest,
     request: Request,
     user: User,
-    shop: ShopDep,
+    buying: BuyingDep,
     lane: LaneDep,
-    limiter: Annotated[CheckoutRateLimiter, Depends(Provided[Container.rate_limiter])],
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    limiter: Annotated[RateLimiter, Depends(Provided[Container.rate_limiter])],
+    idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
 ) -> CreateIntentResponse:
     """Create a payment intent for a package; the price comes from the catalogue only.
 
@@ -152,17 +159,20 @@ async def create_intent(
     """
     limiter.hit(user.id, request.client.host if request.client else None)
     # Stripe may hang: on the lane's threads, never on the shared pool.
-    created = await lane.run(
-        partial(
-            create_payment_intent,
-            shop,
-            user.id,
-            body.packageId,
-            body.paymentMethod,
-            idempotency_key=idempotency_key,
-            email=user.email,
+    try:
+        created = await lane.run(
+            partial(
+                create_payment_intent,
+                buying,
+                user.id,
+                body.packageId,
+                body.paymentMethod,
+                idempotency_key=idempotency_key,
+                email=user.email,
+            )
         )
-    )
+    except IDEMPOTENCY_KEY_ERRORS as exc:
+        raise exc.naming(IDEMPOTENCY_HEADER) from exc
     return CreateIntentResponse(
         clientSecret=created.snapshot.client_secret,
         amount=created.amount.amount,
@@ -183,16 +193,17 @@ async def create_intent(
 async def payment_intent_status(
     payment_intent_id: Annotated[str, Path(min_length=1, max_length=255)],
     user: User,
-    shop: ShopDep,
+    checking: CheckingDep,
     lane: LaneDep,
-    limiter: Annotated[CheckoutRateLimiter, Depends(Provided[Container.check_rate_limiter])],
+    limiter: Annotated[RateLimiter, Depends(Provided[Container.check_rate_limiter])],
 ) -> IntentStatusResponse:
     """The return-page check: a settled purchase is answered from the store; otherwise
     the intent is fetched from Stripe (limited per user) and credited as the webhook would."""
-    check = await run_in_threadpool(recorded_check, shop, user.id, payment_intent_id)
+    store = checking.crediting.store
+    check = await run_in_threadpool(recorded_check, store, user.id, payment_intent_id)
     if check is None:
         limiter.hit(user.id, None)
-        check = await lane.run(partial(check_payment_intent, shop, user.id, payment_intent_id))
+        check = await lane.run(partial(check_payment_intent, checking, user.id, payment_intent_id))
     return IntentStatusResponse(status=check.status.value, tokenCredits=check.token_credits)
 
 
@@ -200,9 +211,9 @@ async def payment_intent_status(
     "/api/custom/balance", response_model=BalanceResponse, responses=_errors(401), tags=["balance"]
 )
 @inject
-def balance(user: User, shop: ShopDep) -> BalanceResponse:
+def balance(user: User, store: StoreDep) -> BalanceResponse:
     """The caller's token credits."""
-    return BalanceResponse(tokenCredits=shop.store.balance(user.id))
+    return BalanceResponse(tokenCredits=store.balance(user.id))
 
 
 @router.get(
@@ -212,7 +223,7 @@ def balance(user: User, shop: ShopDep) -> BalanceResponse:
     tags=["balance"],
 )
 @inject
-def purchases(user: User, shop: ShopDep) -> PurchasesResponse:
+def purchases(user: User, store: StoreDep) -> PurchasesResponse:
     """The caller's own purchases, newest first."""
     return PurchasesResponse(
         purchases=[
@@ -226,7 +237,7 @@ def purchases(user: User, shop: ShopDep) -> PurchasesResponse:
                 status=p.status.value,
                 createdAt=p.created_at.isoformat(),
             )
-            for p in purchases_of(shop, user.id)
+            for p in purchases_of(store, user.id)
         ]
     )
 
@@ -238,14 +249,14 @@ def purchases(user: User, shop: ShopDep) -> PurchasesResponse:
     tags=["stripe"],
 )
 @inject
-async def webhook(request: Request, shop: ShopDep) -> JSONResponse:
+async def webhook(request: Request, webhooks: WebhooksDep) -> JSONResponse:
     """Stripe's signed events. 200 once the outcome is durably stored (processed, duplicate,
     ignored, or flagged for review); 400 for anything not genuinely from Stripe; 5xx only
     for a transient failure Stripe should retry."""
     payload = await _read_capped(request, WEBHOOK_MAX_BYTES)
     signature = request.headers.get("stripe-signature")
     # The store and the SDK block: run them off the event loop.
-    applied = await run_in_threadpool(receive_webhook, shop, payload, signature)
+    applied = await run_in_threadpool(receive_webhook, webhooks, payload, signature)
     body = WebhookResponse(outcome=applied.disposition.value)
     return JSONResponse(body.model_dump())
 

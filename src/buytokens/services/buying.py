@@ -1,0 +1,256 @@
+"""Buying: creating a payment intent, and the return page's check of it.
+
+Calling style (see ``buytokens.services``): ``create_payment_intent(deps, ...)``
+with a ``BuyingDependencies``; ``check_payment_intent(deps, ...)`` with a
+``CheckingDependencies``; ``recorded_check`` and ``purchases_of`` with the store alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import timedelta
+
+import attrs
+
+from buytokens.domain.catalogue import (
+    Catalogue,
+    PaymentMethod,
+    TokenPackage,
+    require_payment_method,
+)
+from buytokens.domain.checkout import IntentRequest, IntentSnapshot
+from buytokens.domain.errors import IdempotencyConflict, NotFound, RetryableError, UserError
+from buytokens.domain.events import AttemptOutcome
+from buytokens.domain.money import Money
+from buytokens.domain.purchases import Purchase, PurchaseStatus
+from buytokens.ports.balances import BalanceRepository
+from buytokens.ports.checkout import CheckoutKeys
+from buytokens.ports.clock import Clock, IdSource
+from buytokens.ports.payments import PaymentGateway
+from buytokens.services.crediting import CreditingDependencies, apply_payment_event
+
+# A reservation whose request never finished (the process died) may be taken over
+# after this long; the derived purchase id keeps the provider call idempotent.
+STALE_RESERVATION = timedelta(seconds=60)
+MAX_IDEMPOTENCY_KEY = 255
+
+
+@attrs.frozen
+class BuyingDependencies:
+    """What creating a payment intent needs.
+
+    The catalogue prices it, ``payment_methods`` are the methods offered for its
+    currency (which ones can pay in which currency is the provider's fact, given
+    by the composition root), ``keys`` remember clients' idempotency keys, and the
+    store records the pending purchase.
+    """
+
+    catalogue: Catalogue
+    payment_methods: tuple[PaymentMethod, ...]
+    store: BalanceRepository
+    gateway: PaymentGateway
+    keys: CheckoutKeys
+    clock: Clock
+    ids: IdSource
+
+
+@attrs.frozen
+class CheckingDependencies:
+    """What the return-page check needs: the gateway to ask, and the crediting path."""
+
+    crediting: CreditingDependencies
+    gateway: PaymentGateway
+
+
+@attrs.frozen
+class CreatedIntent:
+    """A payment intent ready for the page to confirm."""
+
+    snapshot: IntentSnapshot
+    amount: Money
+
+
+@attrs.frozen
+class IntentCheck:
+    """The return-page answer: where the purchase stands and the user's balance."""
+
+    status: PurchaseStatus
+    token_credits: int
+
+
+KEY_NAME = "idempotency key"
+"""How these errors name a client's idempotency key until its caller names it (``naming``)."""
+
+
+class InvalidIdempotencyKey(UserError):
+    """The idempotency key is empty, too long or not printable."""
+
+    code = "invalid_idempotency_key"
+
+    def __init__(self, max_length: int, *, key_name: str = KEY_NAME) -> None:
+        super().__init__(f"{key_name} must be 1-{max_length} printable characters")
+        self.max_length = max_length
+
+    def naming(self, key_name: str) -> InvalidIdempotencyKey:
+        """The same error, naming the key as the client knows it (e.g. an HTTP header)."""
+        return InvalidIdempotencyKey(self.max_length, key_name=key_name)
+
+
+class IdempotencyKeyReused(IdempotencyConflict):
+    """The idempotency key was first used for another request (``first_request``)."""
+
+    def __init__(self, first_request: str, *, key_name: str = KEY_NAME) -> None:
+        super().__init__(
+            f"this {key_name} was already used for a different request ({first_request})"
+        )
+        self.first_request = first_request
+
+    def naming(self, key_name: str) -> IdempotencyKeyReused:
+        """The same error, naming the key as the client knows it (e.g. an HTTP header)."""
+        return IdempotencyKeyReused(self.first_request, key_name=key_name)
+
+
+class RequestInProgress(RetryableError):
+    """The same idempotency key is being served by another request right now."""
+
+    code = "request_in_progress"
+
+    def __init__(self, *, key_name: str = KEY_NAME) -> None:
+        super().__init__(f"the first request with this {key_name} is still running")
+
+    def naming(self, key_name: str) -> RequestInProgress:
+        """The same error, naming the key as the client knows it (e.g. an HTTP header)."""
+        return RequestInProgress(key_name=key_name)
+
+
+IDEMPOTENCY_KEY_ERRORS = (InvalidIdempotencyKey, IdempotencyKeyReused, RequestInProgress)
+"""The errors about a client's idempotency key: an entrypoint catches them to say ``naming``."""
+
+
+def create_payment_intent(
+    deps: BuyingDependencies,
+    user_id: str,
+    package_id: str,
+    method_name: str,
+    *,
+    idempotency_key: str | None = None,
+    email: str | None = None,
+) -> CreatedIntent:
+    """Create a payment intent for a catalogue package, priced on the server only.
+
+    With an idempotency key the same user and key always come back to the same
+    intent; reusing a key for another package or method raises IdempotencyKeyReused
+    (an IdempotencyConflict), a key still in use by its first request
+    RequestInProgress, and a malformed key InvalidIdempotencyKey. Their messages
+    say "idempotency key"; the entrypoint names the key as its clients know it.
+    """
+    package = deps.catalogue.get(package_id)
+    method = require_payment_method(method_name, deps.catalogue.currency, deps.payment_methods)
+    if idempotency_key is None:
+        return _create(deps, deps.ids.new_id(), user_id, package, method, email)
+    if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
+        raise InvalidIdempotencyKey(MAX_IDEMPOTENCY_KEY)
+    fingerprint = f"{package.id}/{method.value}"
+    now = deps.clock.now()
+    existing = deps.keys.reserve(user_id, idempotency_key, fingerprint, now)
+    if existing is not None:
+        if existing.fingerprint != fingerprint:
+            raise IdempotencyKeyReused(existing.fingerprint)
+        if existing.payment_intent_id is not None:
+            snapshot = deps.gateway.retrieve_payment_intent(existing.payment_intent_id)
+            return CreatedIntent(snapshot, package.price)
+        if now - existing.reserved_at < STALE_RESERVATION:
+            raise RequestInProgress()
+    purchase_id = _purchase_id(user_id, idempotency_key)
+    try:
+        created = _create(deps, purchase_id, user_id, package, method, email)
+    except BaseException:
+        deps.keys.release(user_id, idempotency_key)
+        raise
+    deps.keys.complete(user_id, idempotency_key, created.snapshot.id)
+    return created
+
+
+def _purchase_id(user_id: str, idempotency_key: str) -> str:
+    digest = hashlib.sha256(f"{user_id}\x00{idempotency_key}".encode()).hexdigest()
+    return f"k{digest[:32]}"
+
+
+def _create(
+    deps: BuyingDependencies,
+    purchase_id: str,
+    user_id: str,
+    package: TokenPackage,
+    method: PaymentMethod,
+    email: str | None,
+) -> CreatedIntent:
+    snapshot = deps.gateway.create_payment_intent(
+        IntentRequest(purchase_id, user_id, package, method, receipt_email=email)
+    )
+    deps.store.add_purchase(
+        Purchase.pending(
+            snapshot.id, user_id, package.id, package.tokens, package.price, deps.clock.now()
+        )
+    )
+    return CreatedIntent(snapshot, package.price)
+
+
+def check_payment_intent(
+    deps: CheckingDependencies, user_id: str, payment_intent_id: str
+) -> IntentCheck:
+    """Fetch the intent from the provider and apply it as the webhook would.
+
+    Only the purchaser may look; anyone else is told it does not exist. A purchase
+    that has settled is answered from the store (see ``recorded_check``).
+    """
+    store = deps.crediting.store
+    purchase, recorded = _recorded(store, user_id, payment_intent_id)
+    if recorded is not None:
+        return recorded
+    snapshot = deps.gateway.retrieve_payment_intent(payment_intent_id)
+    event = snapshot.event
+    if purchase is None and (event is None or getattr(event, "user_id", None) != user_id):
+        raise NotFound(f"no payment intent {payment_intent_id!r}")
+    if event is not None:
+        applied = apply_payment_event(deps.crediting, event)
+        purchase = applied.purchase or purchase
+    status = PurchaseStatus.PENDING if purchase is None else purchase.status
+    return IntentCheck(status, store.balance(user_id))
+
+
+def recorded_check(
+    store: BalanceRepository, user_id: str, payment_intent_id: str
+) -> IntentCheck | None:
+    """The return-page answer when the store alone can give it, without the provider.
+
+    That is when the user's purchase has settled: it succeeded (refunds and
+    disputes arrive as events of their own, never through the intent), it awaits
+    an operator's review, or its intent was canceled. A failed attempt has not
+    settled: the customer may still pay the same intent. None when only the
+    provider can tell; ``NotFound`` for another user's purchase.
+    """
+    return _recorded(store, user_id, payment_intent_id)[1]
+
+
+def _recorded(
+    store: BalanceRepository, user_id: str, payment_intent_id: str
+) -> tuple[Purchase | None, IntentCheck | None]:
+    purchase = store.get_purchase(payment_intent_id)
+    if purchase is None:
+        return None, None
+    if purchase.user_id != user_id:
+        raise NotFound(f"no payment intent {payment_intent_id!r}")
+    settled = (
+        purchase.succeeded
+        or purchase.review_reason is not None
+        or purchase.attempt is AttemptOutcome.CANCELED
+    )
+    if not settled:
+        return purchase, None
+    return purchase, IntentCheck(purchase.status, store.balance(user_id))
+
+
+def purchases_of(store: BalanceRepository, user_id: str, limit: int = 100) -> Iterable[Purchase]:
+    """The user's own purchases, newest first."""
+    return store.purchases(user_id, limit)

@@ -1,0 +1,64 @@
+"""Every use case's dependencies over the parts a test gives, in-memory fakes for the rest.
+
+Unlike the composition root, nothing is wrapped: the gateway a test passes is
+the one every use case calls.
+"""
+
+from __future__ import annotations
+
+from buytokens.adapters.memory import (
+    InMemoryBalanceRepository,
+    InMemoryCheckoutKeys,
+    InMemoryEventJournal,
+    SequentialIdSource,
+)
+from buytokens.adapters.stripe_gateway import STRIPE_EVENT_HISTORY
+from buytokens.adapters.stripe_methods import offered_payment_methods
+from buytokens.domain.catalogue import DEFAULT_CATALOGUE, Catalogue
+from buytokens.entrypoints.composition import UseCaseDependencies
+from buytokens.ports.balances import BalanceRepository
+from buytokens.ports.checkout import CheckoutKeys, EventJournal
+from buytokens.ports.clock import Clock, IdSource
+from buytokens.ports.payments import PaymentGateway
+from buytokens.services.admin import ApprovalDependencies, GrantDependencies
+from buytokens.services.buying import BuyingDependencies, CheckingDependencies
+from buytokens.services.crediting import CreditingDependencies
+from buytokens.services.reconciliation import ReconcileDependencies
+from buytokens.services.webhooks import EventDependencies, WebhookDependencies
+
+
+def wire(
+    gateway: PaymentGateway,
+    clock: Clock,
+    *,
+    store: BalanceRepository | None = None,
+    catalogue: Catalogue = DEFAULT_CATALOGUE,
+    keys: CheckoutKeys | None = None,
+    journal: EventJournal | None = None,
+    ids: IdSource | None = None,
+) -> UseCaseDependencies:
+    """The use cases on ``gateway`` and ``clock``; in-memory store, keys and journal by default."""
+    store = store if store is not None else InMemoryBalanceRepository(clock)
+    ids = ids if ids is not None else SequentialIdSource()
+    crediting = CreditingDependencies(store, catalogue, clock)
+    events = EventDependencies(
+        crediting, journal if journal is not None else InMemoryEventJournal()
+    )
+    return UseCaseDependencies(
+        catalogue,
+        store,
+        BuyingDependencies(
+            catalogue,
+            offered_payment_methods(catalogue.currency),
+            store,
+            gateway,
+            keys if keys is not None else InMemoryCheckoutKeys(),
+            clock,
+            ids,
+        ),
+        CheckingDependencies(crediting, gateway),
+        WebhookDependencies(gateway, events),
+        ReconcileDependencies(gateway, events, STRIPE_EVENT_HISTORY),
+        GrantDependencies(store, ids),
+        ApprovalDependencies(store, clock),
+    )
