@@ -16,14 +16,13 @@ from buytokens.adapters.memory import (
     InMemoryCheckoutKeys,
     InMemoryEventJournal,
 )
-from buytokens.adapters.mongo import MongoBalanceRepository
-from buytokens.adapters.mongo_checkout import MongoCheckoutKeys, MongoEventJournal
-from buytokens.adapters.sqlite import (
-    SqliteBalanceRepository,
-    SqliteCheckoutKeys,
-    SqliteDatabase,
-    SqliteEventJournal,
-)
+from buytokens.adapters.mongo.checkout_keys import MongoCheckoutKeys
+from buytokens.adapters.mongo.journal import MongoEventJournal
+from buytokens.adapters.mongo.store import MongoBalanceRepository
+from buytokens.adapters.sqlite.checkout_keys import SqliteCheckoutKeys
+from buytokens.adapters.sqlite.engine import SqliteDatabase
+from buytokens.adapters.sqlite.journal import SqliteEventJournal
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.domain.checkout import Delivery, ReceivedEvent
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.errors import ConcurrentUpdate

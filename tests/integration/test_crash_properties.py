@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from buytokens.adapters.memory import FixedClock, InMemoryBalanceRepository
-from buytokens.adapters.sqlite import SqliteBalanceRepository
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.events import (
     ChargeRefunded,

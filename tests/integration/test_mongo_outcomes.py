@@ -10,7 +10,9 @@ from bson import ObjectId
 from pymongo.errors import AutoReconnect, WriteConcernError
 
 from buytokens.adapters.memory import FixedClock, SequentialIdSource
-from buytokens.adapters.mongo import ADJUSTMENT_GRACE, MongoBalanceRepository, MongoDatabase
+from buytokens.adapters.mongo.connection import MongoDatabase
+from buytokens.adapters.mongo.recovery import ADJUSTMENT_GRACE
+from buytokens.adapters.mongo.store import MongoBalanceRepository
 from buytokens.domain.errors import ChangeNotApplied, OutcomeUnknown, StoreUnavailable
 from buytokens.domain.ledger import EntryKind
 from buytokens.domain.purchases import PurchaseStatus

@@ -12,12 +12,9 @@ import pytest
 from pymongo.errors import PyMongoError, WriteConcernError
 
 from buytokens.adapters.memory import FixedClock
-from buytokens.adapters.mongo import (
-    ADJUSTMENT_GRACE,
-    MongoBalanceRepository,
-    MongoDatabase,
-    connect_mongo,
-)
+from buytokens.adapters.mongo.connection import MongoDatabase, connect_mongo
+from buytokens.adapters.mongo.recovery import ADJUSTMENT_GRACE
+from buytokens.adapters.mongo.store import MongoBalanceRepository
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.crediting import Disposition, decide
 from buytokens.domain.errors import ConfigurationError, StoreUnavailable

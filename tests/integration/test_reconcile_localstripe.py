@@ -22,12 +22,10 @@ from buytokens.adapters.memory import (
     InMemoryCheckoutKeys,
     InMemoryEventJournal,
 )
-from buytokens.adapters.sqlite import (
-    SqliteBalanceRepository,
-    SqliteCheckoutKeys,
-    SqliteDatabase,
-    SqliteEventJournal,
-)
+from buytokens.adapters.sqlite.checkout_keys import SqliteCheckoutKeys
+from buytokens.adapters.sqlite.engine import SqliteDatabase
+from buytokens.adapters.sqlite.journal import SqliteEventJournal
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.adapters.stripe_gateway import StripePaymentGateway
 from buytokens.adapters.system import SystemClock, UuidIdSource
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, PaymentMethod, TokenPackage

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from buytokens.adapters.memory import FixedClock
-from buytokens.adapters.sqlite import SCHEMA_VERSION, SqliteBalanceRepository, SqliteDatabase
+from buytokens.adapters.sqlite.engine import SqliteDatabase
+from buytokens.adapters.sqlite.schema import SCHEMA_VERSION
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.adapters.system import SystemClock
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.errors import ConcurrentUpdate, StoreCorrupted

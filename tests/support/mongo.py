@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from buytokens.adapters.memory import FixedClock
-from buytokens.adapters.mongo import MongoBalanceRepository, MongoDatabase
+from buytokens.adapters.mongo.connection import MongoDatabase
+from buytokens.adapters.mongo.store import MongoBalanceRepository
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.crediting import Disposition
 from buytokens.domain.events import PaymentEvent, PaymentSucceeded

@@ -19,13 +19,11 @@ from buytokens.adapters.memory import (
     InMemoryCheckoutKeys,
 )
 from buytokens.adapters.single_flight import SingleFlightPaymentGateway
-from buytokens.adapters.sqlite import (
-    SqliteBalanceRepository,
-    SqliteCheckoutKeys,
-    SqliteDatabase,
-    SqliteEventJournal,
-)
-from buytokens.adapters.sqlite_inspection import SqliteStoreInspector
+from buytokens.adapters.sqlite.checkout_keys import SqliteCheckoutKeys
+from buytokens.adapters.sqlite.engine import SqliteDatabase
+from buytokens.adapters.sqlite.inspection import SqliteStoreInspector
+from buytokens.adapters.sqlite.journal import SqliteEventJournal
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.adapters.stripe_account import StripeAccount
 from buytokens.adapters.stripe_gateway import (
     DEFAULT_BUDGET,
@@ -132,11 +130,10 @@ def open_sqlite_backend(path: str | os.PathLike[str], clock: Clock) -> Backend:
 
 def open_mongo_backend(uri: str, clock: Clock) -> Backend:
     """LibreChat's MongoDB, after finishing whatever a crash left half-done."""
-    from buytokens.adapters.mongo import MongoBalanceRepository, connect_mongo  # noqa: PLC0415
-    from buytokens.adapters.mongo_checkout import (  # noqa: PLC0415
-        MongoCheckoutKeys,
-        MongoEventJournal,
-    )
+    from buytokens.adapters.mongo.checkout_keys import MongoCheckoutKeys  # noqa: PLC0415
+    from buytokens.adapters.mongo.connection import connect_mongo  # noqa: PLC0415
+    from buytokens.adapters.mongo.journal import MongoEventJournal  # noqa: PLC0415
+    from buytokens.adapters.mongo.store import MongoBalanceRepository  # noqa: PLC0415
 
     database = connect_mongo(uri)
     store = MongoBalanceRepository(database, clock)
@@ -221,8 +218,8 @@ def build_store_inspector(settings: Settings) -> StoreInspector:
     """A read-only look at the store ``build_backend`` would open; it connects lazily."""
     uri = settings.mongodb_uri
     if uri is not None:
-        from buytokens.adapters.mongo import connect_mongo  # noqa: PLC0415
-        from buytokens.adapters.mongo_inspection import MongoStoreInspector  # noqa: PLC0415
+        from buytokens.adapters.mongo.connection import connect_mongo  # noqa: PLC0415
+        from buytokens.adapters.mongo.inspection import MongoStoreInspector  # noqa: PLC0415
 
         return MongoStoreInspector(
             connect_mongo(
