@@ -17,11 +17,14 @@ from typing import Any
 from bson import ObjectId
 
 from buytokens.adapters.mongo.connection import Document
+from buytokens.adapters.purchase_record import (
+    PURCHASE_FIELDS,
+    purchase_from_record,
+    purchase_record,
+)
 from buytokens.domain.errors import BuyTokensError, StoreCorrupted
-from buytokens.domain.events import AttemptOutcome, DisputeState
 from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry
-from buytokens.domain.money import Money
-from buytokens.domain.purchases import DisputeRecord, Purchase
+from buytokens.domain.purchases import Purchase
 from buytokens.domain.users import is_object_id
 
 PENDING = "pending"
@@ -109,67 +112,46 @@ def change_from_doc(doc: Mapping[str, Any]) -> LedgerChange:
     )
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.capitalize() for word in rest)
+
+
 def purchase_doc(
     p: Purchase, pending: Iterable[LedgerChange], now: datetime | None = None
 ) -> Document:
-    """A purchase as stored, with the changes of its last transition still ``pending``."""
+    """A purchase as stored, with the changes of its last transition still ``pending``.
+
+    ``purchase_record``'s fields in camelCase, the intent id as ``_id`` and the
+    price as one ``{amount, currency}`` sub-document (or None).
+    """
     changes = [change_doc(change) for change in pending]
-    doc: Document = {
-        "_id": p.payment_intent_id,
-        "userId": p.user_id,
-        "packageId": p.package_id,
-        "tokens": p.tokens,
-        "price": None
-        if p.price is None
-        else {"amount": p.price.amount, "currency": p.price.currency},
-        "createdAt": time_text(p.created_at),
-        "updatedAt": time_text(p.updated_at),
-        "version": p.version,
-        "status": p.status.value,  # for operators; always derived again on reading
-        "succeeded": p.succeeded,
-        "attempt": None if p.attempt is None else p.attempt.value,
-        "attemptAt": None if p.attempt_at is None else time_text(p.attempt_at),
-        "amountRefunded": p.amount_refunded,
-        "disputes": [
-            {"id": d.dispute_id, "amount": d.amount, "state": d.state.value} for d in p.disputes
-        ],
-        "reviewReason": p.review_reason,
-        "tokensCredited": p.tokens_credited,
-        "tokensRefunded": p.tokens_refunded,
-        "tokensHeld": p.tokens_held,
-        "pending": changes,
-    }
+    record = purchase_record(p, time_text)
+    doc: Document = {}
+    for name, value in record.items():
+        if name == "payment_intent_id":
+            doc["_id"] = value
+        elif name == "amount":
+            doc["price"] = (
+                None if value is None else {"amount": value, "currency": record["currency"]}
+            )
+        elif name != "currency":
+            doc[_camel(name)] = value
+    doc["pending"] = changes
     if changes:
         doc["pendingSince"] = time_text(now or p.updated_at)
     return doc
 
 
 def purchase_from_doc(doc: Mapping[str, Any]) -> Purchase:
-    """The purchase a document of ``buytokens_purchases`` holds."""
+    """The purchase a document of ``buytokens_purchases`` holds (see ``purchase_doc``)."""
     try:
         price = doc.get("price")
-        return Purchase(
-            payment_intent_id=str(doc["_id"]),
-            user_id=doc.get("userId"),
-            package_id=doc.get("packageId"),
-            tokens=int(doc["tokens"]),
-            price=None if price is None else Money(int(price["amount"]), str(price["currency"])),
-            created_at=parse_time(doc["createdAt"]),
-            updated_at=parse_time(doc["updatedAt"]),
-            version=int(doc["version"]),
-            succeeded=bool(doc["succeeded"]),
-            attempt=None if doc.get("attempt") is None else AttemptOutcome(doc["attempt"]),
-            attempt_at=None if doc.get("attemptAt") is None else parse_time(doc["attemptAt"]),
-            amount_refunded=int(doc["amountRefunded"]),
-            disputes=tuple(
-                DisputeRecord(str(d["id"]), int(d["amount"]), DisputeState(d["state"]))
-                for d in doc.get("disputes") or ()
-            ),
-            review_reason=doc.get("reviewReason"),
-            tokens_credited=int(doc["tokensCredited"]),
-            tokens_refunded=int(doc["tokensRefunded"]),
-            tokens_held=int(doc["tokensHeld"]),
-        )
+        record = {name: doc.get(_camel(name)) for name in PURCHASE_FIELDS}
+        record["payment_intent_id"] = doc["_id"]
+        record["amount"] = None if price is None else price["amount"]
+        record["currency"] = None if price is None else price["currency"]
+        return purchase_from_record(record, parse_time)
     except (KeyError, TypeError, ValueError, BuyTokensError) as exc:
         raise StoreCorrupted(f"purchase document {doc.get('_id')} is unreadable: {exc!r}") from exc
 

@@ -26,7 +26,11 @@ class SqliteCheckoutKeys:
                 (user_id, key),
             ).fetchone()
             if row is not None:
-                return KeyReservation(row[0], datetime.fromisoformat(row[1]), row[2])
+                return KeyReservation(
+                    row["fingerprint"],
+                    datetime.fromisoformat(row["reserved_at"]),
+                    row["payment_intent_id"],
+                )
             conn.execute(
                 "INSERT INTO checkout_keys (user_id, idempotency_key, fingerprint, reserved_at) "
                 "VALUES (?, ?, ?, ?)",

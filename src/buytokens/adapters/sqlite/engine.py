@@ -86,6 +86,7 @@ class SqliteDatabase:
                 timeout=self._busy_timeout_ms / 1000,
                 factory=self._factory,
             )
+            conn.row_factory = sqlite3.Row  # rows are read by column name
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")

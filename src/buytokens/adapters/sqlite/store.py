@@ -25,7 +25,7 @@ from buytokens.adapters.sqlite.codec import (
     purchase_row,
 )
 from buytokens.adapters.sqlite.engine import SqliteDatabase
-from buytokens.adapters.sqlite.journal import RECORD_EVENT, delivery_row
+from buytokens.adapters.sqlite.journal import record_delivery
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.errors import ConcurrentUpdate
 from buytokens.domain.ledger import LedgerChange, LedgerEntry
@@ -102,7 +102,8 @@ class SqliteBalanceRepository:
                     conn.execute(INSERT_PURCHASE, purchase_row(purchase))
                 else:
                     cursor = conn.execute(
-                        UPDATE_PURCHASE, (*purchase_row(purchase), transition.expected_version)
+                        UPDATE_PURCHASE,
+                        purchase_row(purchase) | {"expected_version": transition.expected_version},
                     )
                     if cursor.rowcount != 1:
                         raise ConcurrentUpdate(
@@ -111,7 +112,7 @@ class SqliteBalanceRepository:
                         )
                 entries = tuple(self._apply(conn, change) for change in transition.changes)
                 if transition.delivery is not None:
-                    conn.execute(RECORD_EVENT, delivery_row(transition.delivery))
+                    record_delivery(conn, transition.delivery)
                 return entries
             except sqlite3.IntegrityError as exc:
                 raise ConcurrentUpdate(
