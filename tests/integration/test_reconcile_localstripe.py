@@ -29,7 +29,7 @@ from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.adapters.stripe_gateway import StripePaymentGateway
 from buytokens.adapters.system import SystemClock, UuidIdSource
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, PaymentMethod, TokenPackage
-from buytokens.domain.checkout import IntentRequest
+from buytokens.domain.checkout import Delivery, IntentRequest
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.errors import GatewayUnavailable, StoreUnavailable, UserError
 from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry
@@ -392,6 +392,9 @@ class _StoreThatFailsFor:
         if self.down and transition.purchase.payment_intent_id == self.failing:
             raise StoreUnavailable("the database did not confirm the write")
         return self.inner.commit(transition)
+
+    def record_delivery(self, delivery: Delivery) -> None:
+        self.inner.record_delivery(delivery)
 
     def record_adjustment(self, change: LedgerChange) -> LedgerEntry:
         return self.inner.record_adjustment(change)

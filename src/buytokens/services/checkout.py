@@ -16,7 +16,7 @@ from buytokens.domain.catalogue import (
     offered_payment_methods,
     require_payment_method,
 )
-from buytokens.domain.checkout import IntentRequest, IntentSnapshot, ReceivedEvent
+from buytokens.domain.checkout import Delivery, IntentRequest, IntentSnapshot, ReceivedEvent
 from buytokens.domain.crediting import Disposition
 from buytokens.domain.errors import IdempotencyConflict, NotFound, RetryableError, UserError
 from buytokens.domain.events import AttemptOutcome
@@ -204,18 +204,16 @@ def receive_webhook(shop: Shop, payload: bytes, signature_header: str | None) ->
 def apply_received_event(shop: Shop, received: ReceivedEvent) -> Applied:
     """Apply a verified provider event through the idempotent path and journal its delivery.
 
-    A delivery that changes a purchase is journalled in the same commit; one that
-    changes nothing (a duplicate, an ignored type) is journalled on its own.
+    The delivery is journalled by the store write of its outcome (see
+    ``apply_payment_event``); an event we do not act on is journalled alone.
     """
     if received.payment_event is None:
-        applied = Applied(Disposition.IGNORED, None, reason=f"{received.type} is not acted on")
-    else:
-        applied = apply_payment_event(
-            received.payment_event, shop.store, shop.catalogue, shop.clock, received=received
-        )
-    if not applied.journalled:
-        shop.journal.record(received, applied.disposition.value, shop.clock.now())
-    return applied
+        ignored = Delivery.of(received, Disposition.IGNORED.value, shop.clock.now())
+        shop.store.record_delivery(ignored)
+        return Applied(Disposition.IGNORED, None, reason=f"{received.type} is not acted on")
+    return apply_payment_event(
+        received.payment_event, shop.store, shop.catalogue, shop.clock, received=received
+    )
 
 
 def offered_methods(shop: Shop) -> tuple[PaymentMethod, ...]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pymongo.errors import PyMongoError
 
 from buytokens.adapters.mongo.connection import WEBHOOK_EVENTS, MongoDatabase
-from buytokens.domain.checkout import Delivery, ReceivedEvent
+from buytokens.domain.checkout import Delivery
 from buytokens.domain.errors import StoreUnavailable
 
 
@@ -31,16 +30,10 @@ def record_delivery(events: Any, delivery: Delivery) -> None:
 
 
 class MongoEventJournal:
-    """EventJournal: one document per Stripe event id, counting deliveries."""
+    """EventJournal: one document per Stripe event id, counting deliveries, written by the store."""
 
     def __init__(self, database: MongoDatabase) -> None:
         self._events = database.get_collection(WEBHOOK_EVENTS)
-
-    def record(self, event: ReceivedEvent, disposition: str, at: datetime) -> None:
-        try:
-            record_delivery(self._events, Delivery.of(event, disposition, at))
-        except PyMongoError as exc:
-            raise StoreUnavailable(f"cannot record webhook event: {exc}") from exc
 
     def deliveries(self, event_id: str) -> tuple[str, int] | None:
         try:

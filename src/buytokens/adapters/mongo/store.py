@@ -47,8 +47,10 @@ from buytokens.adapters.mongo.codec import (
 )
 from buytokens.adapters.mongo.connection import MongoDatabase, translated_errors
 from buytokens.adapters.mongo.indexes import ensure_indexes, find_duplicate_balances
+from buytokens.adapters.mongo.journal import record_delivery
 from buytokens.adapters.mongo.recovery import ADJUSTMENT_GRACE, RecoveryReport, recover
 from buytokens.adapters.mongo.writes import MongoWrites
+from buytokens.domain.checkout import Delivery
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.errors import ChangeNotApplied, StoreCorrupted, StoreUnavailable
 from buytokens.domain.ledger import LedgerChange, LedgerEntry
@@ -151,6 +153,11 @@ class MongoBalanceRepository:
         """
         with translated_errors():
             return self._writes.commit(transition)
+
+    def record_delivery(self, delivery: Delivery) -> None:
+        """Count a delivery that changed nothing in the journal collection."""
+        with translated_errors():
+            record_delivery(self._writes.events, delivery)
 
     def record_adjustment(self, change: LedgerChange) -> LedgerEntry:
         """Apply a change with no purchase behind it, once per key (steps 2a-2d).

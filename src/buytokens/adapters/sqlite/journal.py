@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
 
 from buytokens.adapters.sqlite.engine import SqliteDatabase
-from buytokens.domain.checkout import Delivery, ReceivedEvent
+from buytokens.domain.checkout import Delivery
 
 _RECORD_EVENT = (
     "INSERT INTO webhook_events (event_id, type, payment_intent_id, disposition, "
@@ -32,15 +31,10 @@ def record_delivery(conn: sqlite3.Connection, delivery: Delivery) -> None:
 
 
 class SqliteEventJournal:
-    """EventJournal in the same SQLite file, one row per event id."""
+    """EventJournal in the same SQLite file, one row per event id, written by the store."""
 
     def __init__(self, database: SqliteDatabase) -> None:
         self._db = database
-
-    def record(self, event: ReceivedEvent, disposition: str, at: datetime) -> None:
-        delivery = Delivery.of(event, disposition, at)
-        with self._db.guarded():
-            self._db.transact(lambda conn: record_delivery(conn, delivery))
 
     def deliveries(self, event_id: str) -> tuple[str, int] | None:
         """The last disposition and the number of deliveries of one event."""

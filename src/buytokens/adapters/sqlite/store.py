@@ -26,6 +26,7 @@ from buytokens.adapters.sqlite.codec import (
 )
 from buytokens.adapters.sqlite.engine import SqliteDatabase
 from buytokens.adapters.sqlite.journal import record_delivery
+from buytokens.domain.checkout import Delivery
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.errors import ConcurrentUpdate
 from buytokens.domain.ledger import LedgerChange, LedgerEntry
@@ -121,6 +122,10 @@ class SqliteBalanceRepository:
 
         with self.database.guarded():
             return self.database.transact(store)
+
+    def record_delivery(self, delivery: Delivery) -> None:
+        with self.database.guarded():
+            self.database.transact(lambda conn: record_delivery(conn, delivery))
 
     def record_adjustment(self, change: LedgerChange) -> LedgerEntry:
         def adjust(conn: sqlite3.Connection) -> LedgerEntry:
