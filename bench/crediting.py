@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.table import Row, at_most, render
 from buytokens.adapters.memory import FixedClock, InMemoryBalanceRepository
-from buytokens.adapters.sqlite import SqliteBalanceRepository
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.events import PaymentSucceeded
 from buytokens.ports.balances import BalanceRepository

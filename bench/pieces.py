@@ -29,15 +29,16 @@ from fastapi.responses import JSONResponse
 
 from bench.servers import WEBHOOK_SECRET, product_settings
 from bench.web import succeeded_payload
-from buytokens.adapters.sqlite import SqliteBalanceRepository, SqliteDatabase
+from buytokens.adapters.sqlite.engine import SqliteDatabase
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.adapters.stripe_events import parse_signed_event, sign_payload, translate_event
 from buytokens.adapters.system import SystemClock
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.crediting import decide
 from buytokens.entrypoints.container import create_container
 from buytokens.entrypoints.web.schemas import WebhookResponse
-from buytokens.services.checkout import receive_webhook
-from buytokens.services.crediting import apply_payment_event
+from buytokens.services.crediting import CreditingDependencies, apply_payment_event
+from buytokens.services.webhooks import receive_webhook
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 T = TypeVar("T")
@@ -152,12 +153,12 @@ def pieces(count: int) -> list[tuple[str, float, float]]:
     priced = [(name, *_price(work, count)) for name, work in results]
     with tempfile.TemporaryDirectory() as tmp:
         container = create_container(product_settings(Path(tmp)))
-        shop = container.shop()
+        webhooks = container.webhooks()
         offset = [0]
 
         def webhook(i: int) -> object:
             offset[0] += 1
-            return receive_webhook(shop, payloads[offset[0]], headers[offset[0]])
+            return receive_webhook(webhooks, payloads[offset[0]], headers[offset[0]])
 
         priced.append(
             ("receive_webhook, one at a time (hop to writer + fsync)", *_price(webhook, count // 5))
@@ -173,7 +174,9 @@ def pieces(count: int) -> list[tuple[str, float, float]]:
                 assert event.payment_event is not None
                 fresh = attrs.evolve(event.payment_event, payment_intent_id=f"pi_{next(serial)}")
                 return apply_payment_event(
-                    fresh, store, DEFAULT_CATALOGUE, SystemClock(), received=event
+                    CreditingDependencies(store, DEFAULT_CATALOGUE, SystemClock()),
+                    fresh,
+                    received=event,
                 )
 
             priced.append((name, *_price(apply, count // 5)))
@@ -186,14 +189,14 @@ def pieces(count: int) -> list[tuple[str, float, float]]:
             )
         )
         db.close()
-        store = shop.store
+        store = container.store()
         priced.append(
             (
                 "get_purchase (SQLite read, absent)",
                 *_price(lambda i: store.get_purchase(f"pi_missing_{i}"), count),
             )
         )
-        container.backend().close()
+        container.stores().close()
     return priced
 
 

@@ -31,13 +31,8 @@ import bson
 from bench.crediting import PACKAGE, T0, _events
 from bench.table import Row, at_most
 from buytokens.adapters.memory import FixedClock
-from buytokens.adapters.mongo import (
-    BALANCES,
-    PURCHASES,
-    TRANSACTIONS,
-    MongoBalanceRepository,
-    connect_mongo,
-)
+from buytokens.adapters.mongo.connection import BALANCES, PURCHASES, TRANSACTIONS, connect_mongo
+from buytokens.adapters.mongo.store import MongoBalanceRepository
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.services.crediting import CreditingDependencies, apply_payment_event
 

@@ -9,11 +9,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from buytokens.adapters.memory import FixedClock
-from buytokens.adapters.mongo import MongoBalanceRepository
+from buytokens.adapters.mongo.store import MongoBalanceRepository
 from buytokens.entrypoints.container import create_container
 from buytokens.entrypoints.web.app import create_app
 from tests.e2e.conftest import settings_for
-from tests.support.mongo import CrashAt, InterceptingDatabase, SimulatedCrash, deliver
+from tests.support.crashes import CrashAt, SimulatedCrash
+from tests.support.mongo import InterceptingDatabase, deliver
 from tests.support.mongo import succeeded as payment_succeeded
 
 

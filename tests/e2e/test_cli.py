@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import buytokens
-from buytokens.adapters.sqlite import SqliteBalanceRepository
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.adapters.system import SystemClock
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.events import ChargeRefunded, PaymentSucceeded

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from buytokens.adapters.sqlite import SqliteBalanceRepository, SqliteDatabase
-from buytokens.adapters.sqlite_codes import SqliteRedemptionCodes
+from buytokens.adapters.sqlite.codes import SqliteRedemptionCodes
+from buytokens.adapters.sqlite.engine import SqliteDatabase
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.adapters.system import SystemClock
 from buytokens.domain.codes import parse_code
 from buytokens.services.codes import CodeDesk, redeem_code

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from bson import ObjectId
 
-from buytokens.adapters.mongo import connect_mongo
-from buytokens.adapters.mongo_inspection import MongoStoreInspector
+from buytokens.adapters.mongo.connection import connect_mongo
+from buytokens.adapters.mongo.inspection import MongoStoreInspector
 from buytokens.adapters.stripe_events import HANDLED_EVENT_TYPES
 from buytokens.entrypoints.container import create_container
 from buytokens.entrypoints.doctor import run_doctor

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from bench.silent_stripe import SilentServer
 
-from buytokens.adapters.sqlite import SqliteBalanceRepository
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.adapters.stripe_events import sign_payload
 from buytokens.adapters.system import SystemClock
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE

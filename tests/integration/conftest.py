@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from buytokens.adapters.mongo import MongoDatabase
+from buytokens.adapters.mongo.connection import MongoDatabase
 from tests.support.stores import mongo_database
 
 

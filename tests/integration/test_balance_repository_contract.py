@@ -1,20 +1,25 @@
-"""The BalanceRepository contract, run against every adapter."""
+"""The BalanceRepository contract, run against every adapter, concurrency included."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import attrs
 import pytest
 
 from buytokens.adapters.memory import FixedClock
-from buytokens.domain.crediting import PurchaseTransition, credit_key
+from buytokens.domain.catalogue import DEFAULT_CATALOGUE
+from buytokens.domain.crediting import Disposition, PurchaseTransition, credit_key
 from buytokens.domain.errors import ConcurrentUpdate
-from buytokens.domain.events import AttemptOutcome, DisputeState
+from buytokens.domain.events import AttemptOutcome, DisputeState, PaymentSucceeded
 from buytokens.domain.ledger import EntryKind, LedgerChange
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import DisputeRecord, Purchase
 from buytokens.ports.balances import BalanceRepository
+from buytokens.services.crediting import CreditingDependencies, apply_payment_event
+from tests.support.concurrency import at_once
+
+PAID_AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _purchase(
@@ -285,3 +290,42 @@ def test_any_spelling_of_an_object_id_names_one_user(
         assert {entry.user_id for entry in store.ledger(spelling)} == {lower}
         assert [p.user_id for p in store.purchases(spelling)] == [lower]
     assert store.balance("alice") == 0  # other ids are kept as they are
+
+
+def _paid(pi: str, user: str = "alice") -> PaymentSucceeded:
+    return PaymentSucceeded(f"evt_{pi}", pi, Money(1_000, "cny"), user, "package_100k", PAID_AT)
+
+
+def test_twenty_concurrent_deliveries_of_one_payment_credit_once(
+    store: BalanceRepository, clock: FixedClock
+) -> None:
+    """Twenty threads delivering the same success at once: one applies it, the others see it."""
+    outcomes = at_once(
+        lambda _: (
+            apply_payment_event(
+                CreditingDependencies(store, DEFAULT_CATALOGUE, clock), _paid("pi_1")
+            ).disposition
+        ),
+        20,
+    )
+    assert sorted(outcomes) == sorted([Disposition.APPLIED] + [Disposition.DUPLICATE] * 19)
+    assert store.balance("alice") == 100_000
+    assert len(store.ledger("alice")) == 1
+
+
+def test_ten_concurrent_payments_of_a_new_user_are_all_credited(
+    store: BalanceRepository, clock: FixedClock
+) -> None:
+    """Ten different payments racing to create one balance never lose an update."""
+    outcomes = at_once(
+        lambda n: (
+            apply_payment_event(
+                CreditingDependencies(store, DEFAULT_CATALOGUE, clock), _paid(f"pi_{n}", "newbie")
+            ).disposition
+        ),
+        10,
+    )
+    assert outcomes == [Disposition.APPLIED] * 10
+    entries = store.ledger("newbie")
+    assert store.balance("newbie") == sum(e.applied for e in entries) == 10 * 100_000
+    assert sorted(e.balance_after for e in entries) == [100_000 * n for n in range(1, 11)]

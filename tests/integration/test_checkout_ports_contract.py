@@ -1,4 +1,4 @@
-"""The CheckoutKeys and EventJournal contracts, and deliveries journalled with transitions."""
+"""The CheckoutKeys and EventJournal contracts; deliveries reach the journal through the store."""
 
 from __future__ import annotations
 
@@ -16,15 +16,14 @@ from buytokens.adapters.memory import (
     InMemoryCheckoutKeys,
     InMemoryEventJournal,
 )
-from buytokens.adapters.mongo import MongoBalanceRepository
-from buytokens.adapters.mongo_checkout import MongoCheckoutKeys, MongoEventJournal
-from buytokens.adapters.sqlite import (
-    SqliteBalanceRepository,
-    SqliteCheckoutKeys,
-    SqliteDatabase,
-    SqliteEventJournal,
-)
-from buytokens.domain.checkout import Delivery, ReceivedEvent
+from buytokens.adapters.mongo.checkout_keys import MongoCheckoutKeys
+from buytokens.adapters.mongo.journal import MongoEventJournal
+from buytokens.adapters.mongo.store import MongoBalanceRepository
+from buytokens.adapters.sqlite.checkout_keys import SqliteCheckoutKeys
+from buytokens.adapters.sqlite.engine import SqliteDatabase
+from buytokens.adapters.sqlite.journal import SqliteEventJournal
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
+from buytokens.domain.checkout import Delivery
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.errors import ConcurrentUpdate
 from buytokens.domain.money import Money
@@ -35,30 +34,29 @@ from tests.support.concurrency import at_once
 from tests.support.stores import mongo_database
 
 AT = datetime(2026, 7, 1, tzinfo=UTC)
-Ports = tuple[CheckoutKeys, EventJournal]
 
 
 @contextmanager
-def _memory(_directory: Path) -> Iterator[Ports]:
-    yield InMemoryCheckoutKeys(), InMemoryEventJournal()
+def _memory(_directory: Path) -> Iterator[CheckoutKeys]:
+    yield InMemoryCheckoutKeys()
 
 
 @contextmanager
-def _sqlite(directory: Path) -> Iterator[Ports]:
+def _sqlite(directory: Path) -> Iterator[CheckoutKeys]:
     database = SqliteDatabase(directory / "ports.sqlite3")
     try:
-        yield SqliteCheckoutKeys(database), SqliteEventJournal(database)
+        yield SqliteCheckoutKeys(database)
     finally:
         database.close()
 
 
 @contextmanager
-def _mongo(_directory: Path) -> Iterator[Ports]:
+def _mongo(_directory: Path) -> Iterator[CheckoutKeys]:
     with mongo_database() as database:
-        yield MongoCheckoutKeys(database), MongoEventJournal(database)
+        yield MongoCheckoutKeys(database)
 
 
-ADAPTERS: dict[str, Callable[[Path], AbstractContextManager[Ports]]] = {
+ADAPTERS: dict[str, Callable[[Path], AbstractContextManager[CheckoutKeys]]] = {
     "memory": _memory,
     "sqlite": _sqlite,
     "mongo": _mongo,
@@ -66,39 +64,35 @@ ADAPTERS: dict[str, Callable[[Path], AbstractContextManager[Ports]]] = {
 
 
 @pytest.fixture(params=sorted(ADAPTERS))
-def ports(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ports]:
-    """Each adapter pair in turn, empty."""
-    with ADAPTERS[request.param](tmp_path) as pair:
-        yield pair
+def keys(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CheckoutKeys]:
+    """Each adapter in turn, empty."""
+    with ADAPTERS[request.param](tmp_path) as adapter:
+        yield adapter
 
 
-def test_the_first_reservation_wins_and_later_ones_see_it(ports: Ports) -> None:
+def test_the_first_reservation_wins_and_later_ones_see_it(keys: CheckoutKeys) -> None:
     """Reserving returns None the first time and the stored reservation after."""
-    keys, _ = ports
     assert keys.reserve("alice", "k1", "package_1m/card", AT) is None
     assert keys.reserve(
         "alice", "k1", "package_10m/card", AT + timedelta(seconds=1)
     ) == KeyReservation("package_1m/card", AT, None)
 
 
-def test_keys_belong_to_one_user(ports: Ports) -> None:
+def test_keys_belong_to_one_user(keys: CheckoutKeys) -> None:
     """The same key from another user is a separate reservation."""
-    keys, _ = ports
     assert keys.reserve("alice", "k", "a", AT) is None
     assert keys.reserve("bob", "k", "b", AT) is None
 
 
-def test_a_completed_reservation_names_its_intent(ports: Ports) -> None:
+def test_a_completed_reservation_names_its_intent(keys: CheckoutKeys) -> None:
     """After complete, the reservation carries the payment intent id."""
-    keys, _ = ports
     keys.reserve("alice", "k", "fp", AT)
     keys.complete("alice", "k", "pi_123")
     assert keys.reserve("alice", "k", "fp", AT) == KeyReservation("fp", AT, "pi_123")
 
 
-def test_release_frees_an_unfinished_reservation_only(ports: Ports) -> None:
+def test_release_frees_an_unfinished_reservation_only(keys: CheckoutKeys) -> None:
     """A failed request can be retried with its key; a finished one cannot be released."""
-    keys, _ = ports
     keys.reserve("alice", "failed", "fp", AT)
     keys.release("alice", "failed")
     assert keys.reserve("alice", "failed", "fp", AT) is None
@@ -110,27 +104,11 @@ def test_release_frees_an_unfinished_reservation_only(ports: Ports) -> None:
     assert reservation.payment_intent_id == "pi_9"
 
 
-def test_concurrent_reservations_of_one_key_have_one_winner(ports: Ports) -> None:
+def test_concurrent_reservations_of_one_key_have_one_winner(keys: CheckoutKeys) -> None:
     """Eight racing requests with one key: exactly one gets to create the intent."""
-    keys, _ = ports
     results = at_once(lambda _: keys.reserve("alice", "race", "fp", AT), 8)
     assert results.count(None) == 1
     assert len(results) == 8
-
-
-def _event(event_id: str) -> ReceivedEvent:
-    return ReceivedEvent(event_id, "customer.created", AT, None)
-
-
-def test_the_journal_counts_deliveries_and_keeps_the_latest_disposition(ports: Ports) -> None:
-    """Each delivery of an event counts once; the record shows what the last one came to."""
-    _, journal = ports
-    assert journal.deliveries("evt_1") is None
-    journal.record(_event("evt_1"), "applied", AT)
-    journal.record(_event("evt_1"), "duplicate", AT + timedelta(seconds=5))
-    journal.record(_event("evt_2"), "ignored", AT)
-    assert journal.deliveries("evt_1") == ("duplicate", 2)
-    assert journal.deliveries("evt_2") == ("ignored", 1)
 
 
 Backend = tuple[BalanceRepository, EventJournal]
@@ -182,6 +160,26 @@ def test_a_transition_journals_its_delivery_with_it(backend: Backend) -> None:
     store, journal = backend
     store.commit(_transition(Delivery("evt_j", "payment_intent.succeeded", "pi_j", "applied", AT)))
     assert journal.deliveries("evt_j") == ("applied", 1)
+
+
+def test_the_journal_counts_deliveries_and_keeps_the_latest_disposition(backend: Backend) -> None:
+    """Each delivery of an event counts once; the record shows what the last one came to."""
+    store, journal = backend
+    assert journal.deliveries("evt_1") is None
+    store.record_delivery(Delivery("evt_1", "customer.created", None, "applied", AT))
+    later = AT + timedelta(seconds=5)
+    store.record_delivery(Delivery("evt_1", "customer.created", None, "duplicate", later))
+    store.record_delivery(Delivery("evt_2", "customer.created", None, "ignored", AT))
+    assert journal.deliveries("evt_1") == ("duplicate", 2)
+    assert journal.deliveries("evt_2") == ("ignored", 1)
+
+
+def test_a_transition_and_a_lone_delivery_count_on_one_record(backend: Backend) -> None:
+    """A delivery journalled with its change and a redelivery journalled alone are one event."""
+    store, journal = backend
+    store.commit(_transition(Delivery("evt_j", "payment_intent.succeeded", "pi_j", "applied", AT)))
+    store.record_delivery(Delivery("evt_j", "payment_intent.succeeded", "pi_j", "duplicate", AT))
+    assert journal.deliveries("evt_j") == ("duplicate", 2)
 
 
 def test_a_refused_transition_journals_nothing(backend: Backend) -> None:

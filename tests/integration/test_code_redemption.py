@@ -14,8 +14,10 @@ import pytest
 from pymongo.errors import AutoReconnect
 
 from buytokens.adapters.memory import FixedClock
-from buytokens.adapters.mongo import ADJUSTMENT_GRACE, MongoBalanceRepository, MongoDatabase
-from buytokens.adapters.mongo_codes import MongoRedemptionCodes
+from buytokens.adapters.mongo.codes import MongoRedemptionCodes
+from buytokens.adapters.mongo.connection import MongoDatabase
+from buytokens.adapters.mongo.recovery import ADJUSTMENT_GRACE
+from buytokens.adapters.mongo.store import MongoBalanceRepository
 from buytokens.domain.codes import CodeRecord, RedemptionCode, redemption_key
 from buytokens.domain.errors import GiftAlreadyRedeemed, GiftNotFound, StoreUnavailable
 from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry
@@ -24,7 +26,8 @@ from buytokens.ports.codes import RedemptionCodes
 from buytokens.services.codes import CodeDesk, create_codes, finish_redemptions, redeem_code
 from tests.support.code_stores import CODE_STORES, CodeStores
 from tests.support.concurrency import at_once
-from tests.support.mongo import USER, CrashAt, InterceptingDatabase, SimulatedCrash
+from tests.support.crashes import CrashAt, SimulatedCrash
+from tests.support.mongo import USER, InterceptingDatabase
 from tests.support.stores import mongo_database
 
 TOKENS = 25_000
@@ -272,7 +275,7 @@ def _writes_of_a_redemption() -> int:
         redeem_code(
             _mongo_desk(InterceptingDatabase(database, counter), clock), USER, code.display()
         )
-        return counter.writes
+        return counter.count
 
 
 WRITES = _writes_of_a_redemption()

@@ -8,17 +8,15 @@ Both must end with the same balances, ledger and purchase states.
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from buytokens.adapters.memory import FixedClock, InMemoryBalanceRepository
-from buytokens.adapters.sqlite import SqliteBalanceRepository
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.events import (
     ChargeRefunded,
@@ -30,27 +28,15 @@ from buytokens.domain.events import (
 from buytokens.domain.money import Money
 from buytokens.ports.balances import BalanceRepository
 from buytokens.services.crediting import CreditingDependencies, apply_payment_event
+from tests.support.crashes import CrashAt, SimulatedCrash, crashing_connection
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 PACKAGE = DEFAULT_CATALOGUE.get("package_500k")
 USERS = ("ann", "ben")
 
 
-class Killed(BaseException):
-    """The writer process died."""
-
-
-class DyingConnection(sqlite3.Connection):
-    """Dies at the Nth statement counted across all connections, then stays dead."""
-
-    countdown: int | None = None
-
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        if DyingConnection.countdown is not None:
-            DyingConnection.countdown -= 1
-            if DyingConnection.countdown <= 0:
-                raise Killed(sql)
-        return super().execute(sql, parameters)
+CRASH = CrashAt()
+DyingConnection = crashing_connection(CRASH)
 
 
 def _events_for(intent: int) -> list[PaymentEvent]:
@@ -111,23 +97,23 @@ def test_killing_the_writer_anywhere_then_redelivering_matches_a_clean_run(
         try:
             for event, crash_at in history:
                 clock.advance(timedelta(milliseconds=1))
-                DyingConnection.countdown = crash_at
+                CRASH.arm(crash_at)
                 try:
                     apply_payment_event(
                         CreditingDependencies(store, DEFAULT_CATALOGUE, clock), event
                     )
-                except Killed:
-                    DyingConnection.countdown = None
+                except SimulatedCrash:
+                    CRASH.arm(None)
                     store.close()  # the dead process's open transaction is discarded
                     store = SqliteBalanceRepository(path, clock, connection_factory=DyingConnection)
                     apply_payment_event(
                         CreditingDependencies(store, DEFAULT_CATALOGUE, clock), event
                     )
                 finally:
-                    DyingConnection.countdown = None
+                    CRASH.arm(None)
             assert _state(store) == _state(reference)
             for user in USERS:
                 assert store.balance(user) == store.ledger_sum(user)
         finally:
-            DyingConnection.countdown = None
+            CRASH.arm(None)
             store.close()

@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 from bson import ObjectId
 
-from buytokens.adapters.mongo import MongoBalanceRepository, MongoDatabase, connect_mongo
-from buytokens.adapters.mongo_inspection import MongoStoreInspector
-from buytokens.adapters.sqlite import SCHEMA_VERSION, SqliteBalanceRepository, SqliteDatabase
-from buytokens.adapters.sqlite_inspection import SqliteStoreInspector
+from buytokens.adapters.mongo.connection import MongoDatabase, connect_mongo
+from buytokens.adapters.mongo.inspection import MongoStoreInspector
+from buytokens.adapters.mongo.store import MongoBalanceRepository
+from buytokens.adapters.sqlite.engine import SqliteDatabase
+from buytokens.adapters.sqlite.inspection import SqliteStoreInspector
+from buytokens.adapters.sqlite.schema import SCHEMA_VERSION
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.adapters.stripe_account import StripeAccount
 from buytokens.adapters.system import SystemClock
 from buytokens.domain.errors import GatewayRejected

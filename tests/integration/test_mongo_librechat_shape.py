@@ -10,7 +10,8 @@ from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from buytokens.adapters.memory import FixedClock
-from buytokens.adapters.mongo import DuplicateBalance, MongoBalanceRepository, MongoDatabase
+from buytokens.adapters.mongo.connection import MongoDatabase
+from buytokens.adapters.mongo.store import MongoBalanceRepository
 from buytokens.domain.crediting import Disposition
 from buytokens.domain.errors import StoreCorrupted
 from buytokens.domain.events import (
@@ -20,6 +21,7 @@ from buytokens.domain.events import (
 )
 from buytokens.domain.ledger import EntryKind, LedgerChange
 from buytokens.domain.money import Money
+from buytokens.ports.diagnostics import DuplicateBalance
 from tests.support.mongo import OCCURRED, USER, deliver, succeeded
 
 OTHER = "89abcdef0123456789abcdef"

@@ -10,16 +10,17 @@ from bson import ObjectId
 from pymongo.errors import AutoReconnect, WriteConcernError
 
 from buytokens.adapters.memory import FixedClock, SequentialIdSource
-from buytokens.adapters.mongo import ADJUSTMENT_GRACE, MongoBalanceRepository, MongoDatabase
+from buytokens.adapters.mongo.connection import MongoDatabase
+from buytokens.adapters.mongo.recovery import ADJUSTMENT_GRACE
+from buytokens.adapters.mongo.store import MongoBalanceRepository
 from buytokens.domain.errors import ChangeNotApplied, OutcomeUnknown, StoreUnavailable
 from buytokens.domain.ledger import EntryKind
 from buytokens.domain.purchases import PurchaseStatus
 from buytokens.services.admin import GrantDependencies, grant_tokens
+from tests.support.crashes import CrashAt, SimulatedCrash
 from tests.support.mongo import (
     USER,
-    CrashAt,
     InterceptingDatabase,
-    SimulatedCrash,
     assert_settled,
     deliver,
     succeeded,
@@ -67,7 +68,7 @@ def _grant_writes(clock: FixedClock) -> int:
     with mongo_database() as database:
         store = MongoBalanceRepository(InterceptingDatabase(database, counter), clock)
         grant_tokens(GrantDependencies(store, SequentialIdSource("g")), USER, GRANT, "welcome")
-    return counter.writes
+    return counter.count
 
 
 # -- a grant's outcome --------------------------------------------------------------------------
@@ -204,7 +205,7 @@ def _credit_writes(clock: FixedClock) -> int:
             MongoBalanceRepository(InterceptingDatabase(database, counter), clock),
             clock,
         )
-    return counter.writes
+    return counter.count
 
 
 @pytest.mark.parametrize("read", sorted(READS))
@@ -247,10 +248,10 @@ def test_reads_with_nothing_pending_write_nothing(
     deliver(succeeded("pi_1"), MongoBalanceRepository(database, clock), clock)
     writes = CrashAt(None, after=False)
     store = MongoBalanceRepository(InterceptingDatabase(database, writes), clock)
-    before = writes.writes  # the constructor's index and migration pass
+    before = writes.count  # the constructor's index and migration pass
     for read in READS.values():
         read(store)
-    assert writes.writes == before
+    assert writes.count == before
 
 
 # -- one user, one spelling ---------------------------------------------------------------------

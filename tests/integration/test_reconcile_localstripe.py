@@ -20,16 +20,14 @@ from buytokens.adapters.memory import (
     FixedClock,
     InMemoryBalanceRepository,
 )
-from buytokens.adapters.sqlite import (
-    SqliteBalanceRepository,
-    SqliteCheckoutKeys,
-    SqliteDatabase,
-    SqliteEventJournal,
-)
+from buytokens.adapters.sqlite.checkout_keys import SqliteCheckoutKeys
+from buytokens.adapters.sqlite.engine import SqliteDatabase
+from buytokens.adapters.sqlite.journal import SqliteEventJournal
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.adapters.stripe_gateway import STRIPE_EVENT_HISTORY, StripePaymentGateway
 from buytokens.adapters.system import SystemClock, UuidIdSource
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, PaymentMethod, TokenPackage
-from buytokens.domain.checkout import IntentRequest
+from buytokens.domain.checkout import Delivery, IntentRequest
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.errors import GatewayUnavailable, StoreUnavailable, UserError
 from buytokens.domain.ledger import EntryKind, LedgerChange, LedgerEntry
@@ -82,7 +80,6 @@ def _stripe_use_cases(localstripe: LocalStripe, database: SqliteDatabase) -> Use
         clock,
         store=SqliteBalanceRepository(database, clock),
         keys=SqliteCheckoutKeys(database),
-        journal=SqliteEventJournal(database),
         ids=UuidIdSource(),
     )
 
@@ -388,6 +385,9 @@ class _StoreThatFailsFor:
         if self.down and transition.purchase.payment_intent_id == self.failing:
             raise StoreUnavailable("the database did not confirm the write")
         return self.inner.commit(transition)
+
+    def record_delivery(self, delivery: Delivery) -> None:
+        self.inner.record_delivery(delivery)
 
     def record_adjustment(self, change: LedgerChange) -> LedgerEntry:
         return self.inner.record_adjustment(change)

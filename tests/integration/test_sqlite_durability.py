@@ -14,14 +14,16 @@ from typing import Any
 import pytest
 
 from buytokens.adapters.memory import FixedClock
-from buytokens.adapters.sqlite import SCHEMA_VERSION, SqliteBalanceRepository, SqliteDatabase
+from buytokens.adapters.sqlite.engine import SqliteDatabase
+from buytokens.adapters.sqlite.schema import SCHEMA_VERSION
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.adapters.system import SystemClock
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.errors import ConcurrentUpdate, StoreCorrupted
 from buytokens.domain.events import ChargeRefunded, PaymentEvent, PaymentSucceeded
 from buytokens.domain.money import Money
 from buytokens.services.crediting import CreditingDependencies, apply_payment_event
-from tests.support.concurrency import at_once
+from tests.support.crashes import CrashAt, SimulatedCrash, crashing_connection
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 PACKAGE = DEFAULT_CATALOGUE.get("package_1m")
@@ -31,38 +33,23 @@ def _succeeded(pi: str = "pi_1", user: str = "alice") -> PaymentSucceeded:
     return PaymentSucceeded(f"evt_{pi}", pi, PACKAGE.price, user, PACKAGE.id, T0)
 
 
-class SimulatedCrash(BaseException):
-    """The process died here."""
-
-
-class CrashingConnection(sqlite3.Connection):
-    """Dies at the Nth statement and stays dead, as a killed process would."""
-
-    countdown: int | None = None
-    statements = 0
-
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        cls = CrashingConnection
-        cls.statements += 1
-        if cls.countdown is not None:
-            cls.countdown -= 1
-            if cls.countdown <= 0:
-                raise SimulatedCrash(sql)
-        return super().execute(sql, parameters)
+CRASH = CrashAt()
+CrashingConnection = crashing_connection(CRASH)
 
 
 def _statements_to_apply(tmp_path: Path, history: list[PaymentEvent]) -> int:
+    CRASH.arm(None)
     store = SqliteBalanceRepository(
         tmp_path / "count.sqlite3", FixedClock(T0), connection_factory=CrashingConnection
     )
     for event in history[:-1]:
         apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, FixedClock(T0)), event)
-    CrashingConnection.countdown, CrashingConnection.statements = None, 0
+    CRASH.arm(None)
     apply_payment_event(
         CreditingDependencies(store, DEFAULT_CATALOGUE, FixedClock(T0)), history[-1]
     )
     store.close()
-    return CrashingConnection.statements
+    return CRASH.count
 
 
 HISTORIES = {
@@ -88,14 +75,14 @@ def test_a_crash_at_any_statement_then_redelivery_credits_exactly_once(
     for crash_at in range(1, total + 1):
         path = tmp_path / f"crash-{crash_at}.sqlite3"
         clock = FixedClock(T0)
-        CrashingConnection.countdown = None
+        CRASH.arm(None)
         store = SqliteBalanceRepository(path, clock, connection_factory=CrashingConnection)
         for event in history[:-1]:
             apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, clock), event)
-        CrashingConnection.countdown = crash_at
+        CRASH.arm(crash_at)
         with pytest.raises(SimulatedCrash):
             apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, clock), history[-1])
-        CrashingConnection.countdown = None
+        CRASH.arm(None)
         store.close()  # the dead process's open transaction is discarded
 
         restarted = SqliteBalanceRepository(path, clock)
@@ -108,35 +95,6 @@ def test_a_crash_at_any_statement_then_redelivery_credits_exactly_once(
         credits = [e for e in restarted.ledger("alice") if e.key == "purchase:pi_1"]
         assert len(credits) == 1
         restarted.close()
-
-
-def test_twenty_threads_delivering_the_same_success_credit_once(tmp_path: Path) -> None:
-    """Concurrent duplicates race on one file; exactly one wins."""
-    store = SqliteBalanceRepository(tmp_path / "threads.sqlite3", SystemClock())
-    at_once(
-        lambda _: apply_payment_event(
-            CreditingDependencies(store, DEFAULT_CATALOGUE, SystemClock()), _succeeded()
-        ),
-        20,
-    )
-    assert store.balance("alice") == PACKAGE.tokens
-    assert len(store.ledger("alice")) == 1
-    store.close()
-
-
-def test_ten_different_payments_for_a_new_user_are_all_credited(tmp_path: Path) -> None:
-    """Concurrent credits to one balance row never lose an update."""
-    store = SqliteBalanceRepository(tmp_path / "many.sqlite3", SystemClock())
-    at_once(
-        lambda n: apply_payment_event(
-            CreditingDependencies(store, DEFAULT_CATALOGUE, SystemClock()),
-            _succeeded(f"pi_{n}", "newbie"),
-        ),
-        10,
-    )
-    assert store.balance("newbie") == 10 * PACKAGE.tokens
-    assert store.ledger_sum("newbie") == 10 * PACKAGE.tokens
-    store.close()
 
 
 def _deliver_in_process(path: str, start: Any) -> None:

@@ -10,10 +10,11 @@ import attrs
 
 from buytokens.adapters.memory import InMemoryBalanceRepository
 from buytokens.adapters.memory_codes import InMemoryRedemptionCodes
-from buytokens.adapters.mongo import MongoBalanceRepository
-from buytokens.adapters.mongo_codes import MongoRedemptionCodes
-from buytokens.adapters.sqlite import SqliteBalanceRepository, SqliteDatabase
-from buytokens.adapters.sqlite_codes import SqliteRedemptionCodes
+from buytokens.adapters.mongo.codes import MongoRedemptionCodes
+from buytokens.adapters.mongo.store import MongoBalanceRepository
+from buytokens.adapters.sqlite.codes import SqliteRedemptionCodes
+from buytokens.adapters.sqlite.engine import SqliteDatabase
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.ports.balances import BalanceRepository
 from buytokens.ports.clock import Clock
 from buytokens.ports.codes import RedemptionCodes

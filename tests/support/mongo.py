@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from buytokens.adapters.memory import FixedClock
-from buytokens.adapters.mongo import MongoBalanceRepository, MongoDatabase
+from buytokens.adapters.mongo.connection import MongoDatabase
+from buytokens.adapters.mongo.store import MongoBalanceRepository
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.crediting import Disposition
 from buytokens.domain.events import PaymentEvent, PaymentSucceeded
 from buytokens.domain.money import Money
 from buytokens.services.crediting import CreditingDependencies, apply_payment_event
+from tests.support.crashes import CrashAt
 
 USER = "0123456789abcdef01234567"  # a LibreChat user id: stored as an ObjectId
 OCCURRED = datetime(2026, 1, 1, tzinfo=UTC)
@@ -47,19 +49,27 @@ WRITES = frozenset(
 )
 
 
-class SimulatedCrash(Exception):
-    """The process died at this point."""
-
-
 Hook = Callable[[str, str, tuple[Any, ...], Callable[[], Any]], Any]
 
 
-class InterceptingDatabase:
-    """A database whose collection calls pass through ``hook(collection, method, args, call)``."""
+def crash_on_writes(crash: CrashAt) -> Hook:
+    """A hook that passes every write through ``crash`` and lets reads run."""
 
-    def __init__(self, database: MongoDatabase, hook: Hook) -> None:
+    def hook(_collection: str, method: str, _args: tuple[Any, ...], call: Callable[[], Any]) -> Any:
+        return crash(call) if method in WRITES else call()
+
+    return hook
+
+
+class InterceptingDatabase:
+    """A database whose collection calls pass through ``hook(collection, method, args, call)``.
+
+    A ``CrashAt`` as the hook counts the writes and crashes at its n-th.
+    """
+
+    def __init__(self, database: MongoDatabase, hook: Hook | CrashAt) -> None:
         self._database = database
-        self._hook = hook
+        self._hook = crash_on_writes(hook) if isinstance(hook, CrashAt) else hook
 
     @property
     def name(self) -> str:
@@ -86,36 +96,6 @@ class InterceptingCollection:
             return self._hook(self._name, method, args, lambda: attribute(*args, **kwargs))
 
         return intercepted
-
-
-class CrashAt:
-    """A hook that crashes on the ``n``-th write, before or after it takes effect.
-
-    ``error`` makes it fail that one write with another exception instead, e.g. a
-    driver error for a reply lost after the write took effect.
-    """
-
-    def __init__(
-        self, n: int | None, *, after: bool, error: Callable[[], Exception] | None = None
-    ) -> None:
-        self.n = n
-        self.after = after
-        self.error = error
-        self.writes = 0
-
-    def __call__(
-        self, _collection: str, method: str, _args: tuple[Any, ...], call: Callable[[], Any]
-    ) -> Any:
-        if method not in WRITES:
-            return call()
-        self.writes += 1
-        if self.writes != self.n:
-            return call()
-        if self.after:
-            call()
-        if self.error is not None:
-            raise self.error()
-        raise SimulatedCrash(f"crash {'after' if self.after else 'before'} write {self.n}")
 
 
 def assert_settled(

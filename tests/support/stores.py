@@ -9,8 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from buytokens.adapters.memory import InMemoryBalanceRepository
-from buytokens.adapters.mongo import MongoBalanceRepository, MongoDatabase, connect_mongo
-from buytokens.adapters.sqlite import SqliteBalanceRepository
+from buytokens.adapters.mongo.connection import MongoDatabase, connect_mongo
+from buytokens.adapters.mongo.store import MongoBalanceRepository
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.ports.balances import BalanceRepository
 from buytokens.ports.clock import Clock
 

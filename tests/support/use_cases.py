@@ -9,7 +9,6 @@ from __future__ import annotations
 from buytokens.adapters.memory import (
     InMemoryBalanceRepository,
     InMemoryCheckoutKeys,
-    InMemoryEventJournal,
     SequentialIdSource,
 )
 from buytokens.adapters.stripe_gateway import STRIPE_EVENT_HISTORY
@@ -17,14 +16,14 @@ from buytokens.adapters.stripe_methods import offered_payment_methods
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, Catalogue
 from buytokens.entrypoints.composition import UseCaseDependencies
 from buytokens.ports.balances import BalanceRepository
-from buytokens.ports.checkout import CheckoutKeys, EventJournal
+from buytokens.ports.checkout import CheckoutKeys
 from buytokens.ports.clock import Clock, IdSource
 from buytokens.ports.payments import PaymentGateway
 from buytokens.services.admin import ApprovalDependencies, GrantDependencies
 from buytokens.services.buying import BuyingDependencies, CheckingDependencies
 from buytokens.services.crediting import CreditingDependencies
 from buytokens.services.reconciliation import ReconcileDependencies
-from buytokens.services.webhooks import EventDependencies, WebhookDependencies
+from buytokens.services.webhooks import WebhookDependencies
 
 
 def wire(
@@ -34,16 +33,13 @@ def wire(
     store: BalanceRepository | None = None,
     catalogue: Catalogue = DEFAULT_CATALOGUE,
     keys: CheckoutKeys | None = None,
-    journal: EventJournal | None = None,
     ids: IdSource | None = None,
 ) -> UseCaseDependencies:
-    """The use cases on ``gateway`` and ``clock``; in-memory store, keys and journal by default."""
+    """The use cases on ``gateway`` and ``clock``; an in-memory store and keys by default."""
     store = store if store is not None else InMemoryBalanceRepository(clock)
     ids = ids if ids is not None else SequentialIdSource()
     crediting = CreditingDependencies(store, catalogue, clock)
-    events = EventDependencies(
-        crediting, journal if journal is not None else InMemoryEventJournal()
-    )
+    events = crediting
     return UseCaseDependencies(
         catalogue,
         store,

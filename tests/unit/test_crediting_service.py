@@ -28,6 +28,7 @@ class _WatchedStore(InMemoryBalanceRepository):
         super().__init__(clock)
         self.conflicts = conflicts
         self.commits: list[PurchaseTransition] = []
+        self.deliveries: list[Delivery] = []
         self.ledger_reads = 0
 
     def commit(self, transition: PurchaseTransition) -> tuple[LedgerEntry, ...]:
@@ -36,6 +37,10 @@ class _WatchedStore(InMemoryBalanceRepository):
             self.conflicts -= 1
             raise ConcurrentUpdate("someone else was first")
         return super().commit(transition)
+
+    def record_delivery(self, delivery: Delivery) -> None:
+        self.deliveries.append(delivery)
+        super().record_delivery(delivery)
 
     def purchase_ledger(self, payment_intent_id: str) -> Sequence[LedgerEntry]:
         self.ledger_reads += 1
@@ -60,32 +65,44 @@ def test_a_received_event_is_journalled_in_the_commit_of_its_change(clock: Fixed
     """The delivery rides with the transition: its id, type, intent, outcome and time."""
     store = _WatchedStore(clock)
     received = ReceivedEvent("evt_pi_1", "payment_intent.succeeded", T0, _paid())
-    applied = apply_payment_event(
+    apply_payment_event(
         CreditingDependencies(store, DEFAULT_CATALOGUE, clock), _paid(), received=received
     )
-    assert applied.journalled
     (transition,) = store.commits
     assert transition.delivery == Delivery(
         "evt_pi_1", "payment_intent.succeeded", "pi_1", "applied", clock.now()
     )
+    assert store.deliveries == []
     assert store.journal.deliveries("evt_pi_1") == ("applied", 1)
+
+
+def test_a_delivery_that_changes_nothing_is_journalled_alone(clock: FixedClock) -> None:
+    """A duplicate commits nothing; its delivery is counted through the store on its own."""
+    store = _WatchedStore(clock)
+    received = ReceivedEvent("evt_pi_1", "payment_intent.succeeded", T0, _paid())
+    apply_payment_event(
+        CreditingDependencies(store, DEFAULT_CATALOGUE, clock), _paid(), received=received
+    )
     again = apply_payment_event(
         CreditingDependencies(store, DEFAULT_CATALOGUE, clock), _paid(), received=received
     )
-    assert (again.disposition, again.journalled, again.entries) == (
-        Disposition.DUPLICATE,
-        False,
-        (),
-    )
+    assert (again.disposition, again.entries) == (Disposition.DUPLICATE, ())
     assert again.purchase == store.get_purchase("pi_1")
+    assert len(store.commits) == 1
+    assert store.deliveries == [
+        Delivery("evt_pi_1", "payment_intent.succeeded", "pi_1", "duplicate", clock.now())
+    ]
+    assert store.journal.deliveries("evt_pi_1") == ("duplicate", 2)
 
 
 def test_without_a_received_event_nothing_is_journalled(clock: FixedClock) -> None:
     """Applying a bare event (the return-page check) stores no delivery."""
     store = _WatchedStore(clock)
     applied = apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, clock), _paid())
-    assert not applied.journalled
+    apply_payment_event(CreditingDependencies(store, DEFAULT_CATALOGUE, clock), _paid())
     assert store.commits[0].delivery is None
+    assert store.deliveries == []
+    assert store.journal.deliveries("evt_pi_1") is None
     assert (applied.disposition, applied.reason) == (Disposition.APPLIED, "")
     assert applied.purchase == store.get_purchase("pi_1")
     assert applied.purchase is not None

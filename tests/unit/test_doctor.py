@@ -17,17 +17,10 @@ from buytokens.ports.diagnostics import (
     SqliteState,
     WebhookEndpoint,
 )
-from buytokens.services.doctor import (
-    WEBHOOK_PATH,
-    Configuration,
-    DoctorReport,
-    KeyKind,
-    KeyRole,
-    Mode,
-    Status,
-    check_webhooks,
-    diagnose,
-)
+from buytokens.services.doctor.diagnosis import diagnose
+from buytokens.services.doctor.environment import Configuration, KeyKind, KeyRole, Mode
+from buytokens.services.doctor.report import DoctorReport, Status
+from buytokens.services.doctor.stripe_checks import WEBHOOK_PATH, check_webhooks
 
 SECRETS = {
     "jwt_secret": "jwt-0b7e4c1d9a",

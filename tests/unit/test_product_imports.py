@@ -33,7 +33,7 @@ def test_mongomock_without_the_demo_extra_names_the_extra() -> None:
     probe = (
         "import sys\n"
         "sys.modules['mongomock'] = None\n"
-        "from buytokens.adapters.mongo import connect_mongo\n"
+        "from buytokens.adapters.mongo.connection import connect_mongo\n"
         "from buytokens.domain.errors import ConfigurationError\n"
         "try:\n"
         "    connect_mongo('mongomock://localhost/x')\n"

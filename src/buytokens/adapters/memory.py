@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from buytokens.adapters.system import SystemClock
-from buytokens.domain.checkout import Delivery, ReceivedEvent
+from buytokens.domain.checkout import Delivery
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.errors import ConcurrentUpdate
 from buytokens.domain.ledger import LedgerChange, LedgerEntry
@@ -88,6 +88,9 @@ class InMemoryBalanceRepository:
                 self.journal.note(transition.delivery)
             return tuple(self._apply(change) for change in transition.changes)
 
+    def record_delivery(self, delivery: Delivery) -> None:
+        self.journal.note(delivery)
+
     def record_adjustment(self, change: LedgerChange) -> LedgerEntry:
         with self._lock:
             existing = self._keys.get(change.key)
@@ -161,14 +164,14 @@ class InMemoryCheckoutKeys:
 
 
 class InMemoryEventJournal:
-    """EventJournal in a dict: event id to (type, disposition, deliveries)."""
+    """EventJournal in a dict: event id to (type, disposition, deliveries).
+
+    The in-memory store writes it (``note``), as the other stores write their journal.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._events: dict[str, tuple[str, str, int]] = {}
-
-    def record(self, event: ReceivedEvent, disposition: str, at: datetime) -> None:
-        self.note(Delivery.of(event, disposition, at))
 
     def note(self, delivery: Delivery) -> None:
         """Record one delivery."""

@@ -278,7 +278,7 @@ def _run(args: argparse.Namespace, container: Container) -> int:
         )
     elif args.command == "doctor":
         from buytokens.entrypoints.doctor import run_doctor  # noqa: PLC0415
-        from buytokens.services.doctor import Mode  # noqa: PLC0415
+        from buytokens.services.doctor.environment import Mode  # noqa: PLC0415
 
         return run_doctor(container, Mode(args.mode) if args.mode else None)
     elif args.command == "codes":

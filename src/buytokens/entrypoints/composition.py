@@ -20,14 +20,12 @@ from buytokens.adapters.memory import (
 )
 from buytokens.adapters.memory_codes import InMemoryRedemptionCodes
 from buytokens.adapters.single_flight import SingleFlightPaymentGateway
-from buytokens.adapters.sqlite import (
-    SqliteBalanceRepository,
-    SqliteCheckoutKeys,
-    SqliteDatabase,
-    SqliteEventJournal,
-)
-from buytokens.adapters.sqlite_codes import SqliteRedemptionCodes
-from buytokens.adapters.sqlite_inspection import SqliteStoreInspector
+from buytokens.adapters.sqlite.checkout_keys import SqliteCheckoutKeys
+from buytokens.adapters.sqlite.codes import SqliteRedemptionCodes
+from buytokens.adapters.sqlite.engine import SqliteDatabase
+from buytokens.adapters.sqlite.inspection import SqliteStoreInspector
+from buytokens.adapters.sqlite.journal import SqliteEventJournal
+from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.adapters.stripe_account import StripeAccount
 from buytokens.adapters.stripe_gateway import (
     DEFAULT_BUDGET,
@@ -51,7 +49,7 @@ from buytokens.services.buying import BuyingDependencies, CheckingDependencies
 from buytokens.services.codes import CodeDesk
 from buytokens.services.crediting import CreditingDependencies
 from buytokens.services.reconciliation import ReconcileDependencies
-from buytokens.services.webhooks import EventDependencies, WebhookDependencies
+from buytokens.services.webhooks import WebhookDependencies
 
 MEMORY_URI = "memory://"
 _MONGO_SCHEMES = ("mongodb://", "mongodb+srv://", "mongomock://")
@@ -151,12 +149,11 @@ def open_sqlite_stores(path: str | os.PathLike[str], clock: Clock) -> Stores:
 
 def open_mongo_stores(uri: str, clock: Clock) -> Stores:
     """LibreChat's MongoDB, after finishing whatever a crash left half-done."""
-    from buytokens.adapters.mongo import MongoBalanceRepository, connect_mongo  # noqa: PLC0415
-    from buytokens.adapters.mongo_checkout import (  # noqa: PLC0415
-        MongoCheckoutKeys,
-        MongoEventJournal,
-    )
-    from buytokens.adapters.mongo_codes import MongoRedemptionCodes  # noqa: PLC0415
+    from buytokens.adapters.mongo.checkout_keys import MongoCheckoutKeys  # noqa: PLC0415
+    from buytokens.adapters.mongo.codes import MongoRedemptionCodes  # noqa: PLC0415
+    from buytokens.adapters.mongo.connection import connect_mongo  # noqa: PLC0415
+    from buytokens.adapters.mongo.journal import MongoEventJournal  # noqa: PLC0415
+    from buytokens.adapters.mongo.store import MongoBalanceRepository  # noqa: PLC0415
 
     database = connect_mongo(uri)
     store = MongoBalanceRepository(database, clock)
@@ -229,7 +226,7 @@ class UseCaseDependencies:
     approving: ApprovalDependencies
 
     @property
-    def events(self) -> EventDependencies:
+    def events(self) -> CreditingDependencies:
         """What applying an already verified provider event needs."""
         return self.webhooks.events
 
@@ -245,7 +242,7 @@ def build_use_cases(
     share a call to the provider."""
     shared = SingleFlightPaymentGateway(gateway)
     crediting = CreditingDependencies(stores.store, catalogue, clock)
-    events = EventDependencies(crediting, stores.journal)
+    events = crediting
     return UseCaseDependencies(
         catalogue,
         stores.store,
@@ -279,8 +276,8 @@ def build_store_inspector(settings: Settings) -> StoreInspector:
     """A read-only look at the store ``build_stores`` would open; it connects lazily."""
     uri = settings.mongodb_uri
     if uri is not None:
-        from buytokens.adapters.mongo import connect_mongo  # noqa: PLC0415
-        from buytokens.adapters.mongo_inspection import MongoStoreInspector  # noqa: PLC0415
+        from buytokens.adapters.mongo.connection import connect_mongo  # noqa: PLC0415
+        from buytokens.adapters.mongo.inspection import MongoStoreInspector  # noqa: PLC0415
 
         return MongoStoreInspector(
             connect_mongo(

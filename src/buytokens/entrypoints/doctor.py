@@ -8,7 +8,9 @@ from typing import TextIO
 from buytokens.adapters.stripe_events import HANDLED_EVENT_TYPES
 from buytokens.adapters.stripe_server import display_api_base
 from buytokens.entrypoints.container import Container
-from buytokens.services.doctor import Configuration, DoctorReport, Mode, diagnose
+from buytokens.services.doctor.diagnosis import diagnose
+from buytokens.services.doctor.environment import Configuration, Mode
+from buytokens.services.doctor.report import DoctorReport
 
 
 def configuration(container: Container, expected_mode: Mode | None = None) -> Configuration:

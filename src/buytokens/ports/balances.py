@@ -1,26 +1,27 @@
-"""The store of purchases, ledger entries and balances."""
+"""The store of purchases, ledger entries and balances: its write side and its read side."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from buytokens.domain.checkout import Delivery
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.ledger import LedgerChange, LedgerEntry
 from buytokens.domain.purchases import Purchase
 
 
-class BalanceRepository(Protocol):
-    """Keeps each user's token balance, the ledger that explains it, and purchases.
+class PurchaseUnitOfWork(Protocol):
+    """Every write to the balances: each call one unit, stored whole or not at all.
+
+    A provider event's delivery reaches the event journal only through this port,
+    in the same unit as what it changed: ``commit`` for a delivery that changed a
+    purchase, ``record_delivery`` for one that changed nothing.
 
     Every method raises ``StoreUnavailable`` when the store cannot be reached or
     cannot confirm that a write is durable; callers may retry those. Any spelling
     of a user id names the user its canonical form names (``canonical_user_id``).
     """
-
-    def get_purchase(self, payment_intent_id: str) -> Purchase | None:
-        """The stored purchase for this payment intent, or None."""
-        ...
 
     def add_purchase(self, purchase: Purchase) -> Purchase:
         """Store a new purchase unless one with its intent id exists; return the stored one."""
@@ -35,9 +36,19 @@ class BalanceRepository(Protocol):
         against the balance at that moment (see ``settle``), so no balance goes below
         zero. A change whose key is already on the ledger is never applied again;
         meeting one means the transition was already stored, and raises
-        ``ConcurrentUpdate`` too. A transition's ``delivery`` is recorded in the
-        event journal of the same database as ``EventJournal.record`` would, in the
-        same transaction where the store has transactions.
+        ``ConcurrentUpdate`` too. The transition's ``delivery``, when it came from a
+        provider event, is counted in the event journal with it: in the same
+        transaction where the store has transactions, last where it has not (a crash
+        before it loses only that audit line, and the redelivery adds one). A
+        refused transition journals nothing.
+        """
+        ...
+
+    def record_delivery(self, delivery: Delivery) -> None:
+        """Count a delivery that changed nothing (a duplicate, an ignored event) in the journal.
+
+        Repeated deliveries of one event count up on the same record, which keeps
+        the latest disposition (see ``EventJournal.deliveries``).
         """
         ...
 
@@ -50,6 +61,20 @@ class BalanceRepository(Protocol):
         call; ``StoreUnavailable`` leaves that open, and a call with the same key
         then finishes it, once.
         """
+        ...
+
+
+class BalanceQueries(Protocol):
+    """Reads of purchases, balances and the ledger; they never change what they report.
+
+    A store without transactions may finish a write a crash interrupted before it
+    answers, so that what it reports is consistent. Every method raises
+    ``StoreUnavailable`` when the store cannot be reached, and accepts any
+    spelling of a user id (``canonical_user_id``).
+    """
+
+    def get_purchase(self, payment_intent_id: str) -> Purchase | None:
+        """The stored purchase for this payment intent, or None."""
         ...
 
     def balance(self, user_id: str) -> int:
@@ -76,6 +101,14 @@ class BalanceRepository(Protocol):
     def flagged_purchases(self, limit: int = 100) -> Sequence[Purchase]:
         """Purchases awaiting an operator's review, longest waiting first, at most ``limit``."""
         ...
+
+
+class BalanceRepository(PurchaseUnitOfWork, BalanceQueries, Protocol):
+    """One store of purchases, ledger and balances: its unit of work and its queries.
+
+    The use cases that decide on what they read (crediting) need both sides of
+    the same store; the others may ask for one side only.
+    """
 
 
 @runtime_checkable

@@ -7,8 +7,6 @@ from typing import Protocol
 
 import attrs
 
-from buytokens.domain.checkout import ReceivedEvent
-
 
 @attrs.frozen
 class KeyReservation:
@@ -42,11 +40,12 @@ class CheckoutKeys(Protocol):
 
 
 class EventJournal(Protocol):
-    """An audit trail of every provider event received, and what became of it."""
+    """The audit trail of every provider event received, and what became of it: its read side.
 
-    def record(self, event: ReceivedEvent, disposition: str, at: datetime) -> None:
-        """Note one delivery of ``event``; repeated deliveries count up on the same record."""
-        ...
+    Deliveries are written through the balance store's unit of work
+    (``PurchaseUnitOfWork.commit`` and ``record_delivery``), never here.
+    Raises ``StoreUnavailable`` when the store cannot be reached.
+    """
 
     def deliveries(self, event_id: str) -> tuple[str, int] | None:
         """The latest disposition and the number of deliveries of one event, or None."""

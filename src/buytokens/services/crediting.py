@@ -42,7 +42,6 @@ class Applied:
     purchase: Purchase | None
     entries: tuple[LedgerEntry, ...] = ()
     reason: str = ""
-    journalled: bool = False  # the delivery was journalled with the purchase's change
 
 
 def apply_payment_event(
@@ -53,27 +52,27 @@ def apply_payment_event(
 ) -> Applied:
     """Apply ``event`` exactly once, however often and concurrently it is delivered.
 
-    With ``received``, the provider event it came in, a delivery that changes the
-    purchase is journalled in the same commit (see ``Applied.journalled``).
+    With ``received``, the provider event it came in, the delivery is journalled
+    in the store write of its outcome: with the purchase's change, or on its own
+    when it changed nothing.
     """
 
     def decide_now(current: Purchase | None, taken: int) -> Decision:
-        now = deps.clock.now()
-        decision = decide(current, event, deps.catalogue, now, taken_back=taken)
-        if decision.transition is None or received is None:
-            return decision
-        delivery = Delivery.of(received, decision.disposition.value, now)
-        return attrs.evolve(
-            decision, transition=attrs.evolve(decision.transition, delivery=delivery)
-        )
+        return decide(current, event, deps.catalogue, deps.clock.now(), taken_back=taken)
 
-    return settle(deps.store, event.payment_intent_id, decide_now)
+    def delivered(disposition: Disposition) -> Delivery | None:
+        if received is None:
+            return None
+        return Delivery.of(received, disposition.value, deps.clock.now())
+
+    return settle(deps.store, event.payment_intent_id, decide_now, delivered)
 
 
 def settle(
     store: BalanceRepository,
     payment_intent_id: str,
     decide_on: Callable[[Purchase | None, int], Decision],
+    delivered: Callable[[Disposition], Delivery | None] = lambda _: None,
 ) -> Applied:
     """Read the purchase and what its take-backs took, decide, and commit at the version read.
 
@@ -83,19 +82,16 @@ def settle(
     for _ in range(MAX_ATTEMPTS):
         current = store.get_purchase(payment_intent_id)
         decision = decide_on(current, _taken_back(store, current))
+        delivery = delivered(decision.disposition)
         if decision.transition is None:
+            if delivery is not None:
+                store.record_delivery(delivery)
             return Applied(decision.disposition, current, reason=decision.reason)
         try:
-            entries = store.commit(decision.transition)
+            entries = store.commit(attrs.evolve(decision.transition, delivery=delivery))
         except ConcurrentUpdate:
             continue
-        return Applied(
-            decision.disposition,
-            decision.transition.purchase,
-            entries,
-            decision.reason,
-            journalled=decision.transition.delivery is not None,
-        )
+        return Applied(decision.disposition, decision.transition.purchase, entries, decision.reason)
     raise ConcurrentUpdate(
         f"payment intent {payment_intent_id} kept changing under "
         f"{MAX_ATTEMPTS} attempts; retry later"

@@ -22,7 +22,8 @@ from buytokens.domain.checkout import ReceivedEvent
 from buytokens.domain.crediting import Disposition
 from buytokens.domain.errors import BuyTokensError, UserError
 from buytokens.ports.payments import EventHistory, PaymentGateway
-from buytokens.services.webhooks import EventDependencies, apply_received_event
+from buytokens.services.crediting import CreditingDependencies
+from buytokens.services.webhooks import apply_received_event
 
 # The caller computes ``since`` from the clock a moment before we read it again;
 # without some allowance a window of exactly the provider's history would be refused.
@@ -59,7 +60,7 @@ class ReconcileDependencies:
     (the provider's fact, given by the composition root), and applying them."""
 
     gateway: PaymentGateway
-    events: EventDependencies
+    events: CreditingDependencies
     history: EventHistory
 
 
@@ -140,7 +141,7 @@ def reconcile(deps: ReconcileDependencies, since: datetime) -> ReconcileReport:
     """
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    now = deps.events.crediting.clock.now()
+    now = deps.events.clock.now()
     history = deps.history
     if since < now - history.window - _CLOCK_ALLOWANCE:
         raise ReconcileWindowTooLong(
@@ -156,7 +157,7 @@ def reconcile(deps: ReconcileDependencies, since: datetime) -> ReconcileReport:
     )
 
 
-def _reconcile_one(deps: EventDependencies, received: ReceivedEvent) -> ReconciledEvent:
+def _reconcile_one(deps: CreditingDependencies, received: ReceivedEvent) -> ReconciledEvent:
     event = received.payment_event
     pi = None if event is None else event.payment_intent_id
 

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from pymongo.errors import OperationFailure, PyMongoError
 
-from buytokens.adapters.mongo import (
-    BALANCES,
-    TRANSACTIONS,
-    MongoDatabase,
-    find_duplicate_balances,
-    has_unique_user_index,
-)
+from buytokens.adapters.mongo.connection import BALANCES, TRANSACTIONS, MongoDatabase
+from buytokens.adapters.mongo.indexes import find_duplicate_balances, has_unique_user_index
 from buytokens.ports.diagnostics import MongoState
 
 _AUTHENTICATION_FAILED = 18

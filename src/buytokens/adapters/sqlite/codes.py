@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from buytokens.adapters.sqlite import SqliteDatabase
+from buytokens.adapters.sqlite.engine import SqliteDatabase
 from buytokens.domain.codes import CodeKind, CodeRecord
 from buytokens.domain.errors import StoreCorrupted, UserError
 from buytokens.domain.users import canonical_user_id

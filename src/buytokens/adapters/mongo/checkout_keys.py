@@ -1,4 +1,4 @@
-"""Checkout idempotency keys and the webhook audit trail in MongoDB, shared by every replica."""
+"""Checkout idempotency keys in MongoDB, shared by every replica."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from buytokens.adapters.mongo import WEBHOOK_EVENTS, MongoDatabase, record_delivery
-from buytokens.domain.checkout import Delivery, ReceivedEvent
+from buytokens.adapters.mongo.connection import MongoDatabase
 from buytokens.domain.errors import StoreUnavailable
 from buytokens.ports.checkout import KeyReservation
 
@@ -66,23 +65,3 @@ class MongoCheckoutKeys:
             self._keys.delete_one({"user": user_id, "key": key, "paymentIntentId": None})
         except PyMongoError as exc:
             raise StoreUnavailable(f"cannot release an idempotency key: {exc}") from exc
-
-
-class MongoEventJournal:
-    """EventJournal: one document per Stripe event id, counting deliveries."""
-
-    def __init__(self, database: MongoDatabase) -> None:
-        self._events = database.get_collection(WEBHOOK_EVENTS)
-
-    def record(self, event: ReceivedEvent, disposition: str, at: datetime) -> None:
-        try:
-            record_delivery(self._events, Delivery.of(event, disposition, at))
-        except PyMongoError as exc:
-            raise StoreUnavailable(f"cannot record webhook event: {exc}") from exc
-
-    def deliveries(self, event_id: str) -> tuple[str, int] | None:
-        try:
-            found: dict[str, Any] | None = self._events.find_one({"_id": event_id})
-        except PyMongoError as exc:
-            raise StoreUnavailable(f"cannot read webhook event: {exc}") from exc
-        return None if found is None else (str(found["disposition"]), int(found["deliveries"]))

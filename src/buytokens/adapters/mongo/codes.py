@@ -17,7 +17,7 @@ from typing import Any
 
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
-from buytokens.adapters.mongo import MongoDatabase
+from buytokens.adapters.mongo.connection import MongoDatabase
 from buytokens.domain.codes import CodeKind, CodeRecord
 from buytokens.domain.errors import StoreCorrupted, StoreUnavailable, UserError
 from buytokens.domain.users import canonical_user_id

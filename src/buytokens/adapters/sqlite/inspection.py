@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import quote
 
-from buytokens.adapters.sqlite import SCHEMA_VERSION
+from buytokens.adapters.sqlite.schema import SCHEMA_VERSION
 from buytokens.ports.diagnostics import SqliteState
 
 

@@ -1,0 +1,1 @@
+"""MongoDB store in LibreChat's own collections: ``store`` the layout, ``writes`` exactly once."""

@@ -1,0 +1,1 @@
+"""The embedded store: everything buytokens keeps, in one SQLite file."""

@@ -1,0 +1,119 @@
+"""The SQLite file's schema: numbered migrations, applied in order on first use."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from buytokens.domain.errors import StoreCorrupted
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: purchases, ledger, balances
+    """
+    CREATE TABLE purchases (
+        payment_intent_id TEXT PRIMARY KEY,
+        user_id TEXT,
+        package_id TEXT,
+        tokens INTEGER NOT NULL,
+        amount INTEGER,
+        currency TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        version INTEGER NOT NULL CHECK (version >= 0),
+        status TEXT NOT NULL,
+        succeeded INTEGER NOT NULL,
+        attempt TEXT,
+        attempt_at TEXT,
+        amount_refunded INTEGER NOT NULL,
+        disputes TEXT NOT NULL,
+        review_reason TEXT,
+        tokens_credited INTEGER NOT NULL,
+        tokens_refunded INTEGER NOT NULL,
+        tokens_held INTEGER NOT NULL
+    );
+    CREATE INDEX purchases_by_user ON purchases (user_id, created_at);
+    CREATE INDEX purchases_by_status ON purchases (status);
+    CREATE TABLE ledger (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        entry_key TEXT NOT NULL UNIQUE,
+        user_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        requested INTEGER NOT NULL,
+        applied INTEGER NOT NULL,
+        shortfall INTEGER NOT NULL CHECK (shortfall >= 0),
+        balance_after INTEGER NOT NULL CHECK (balance_after >= 0),
+        payment_intent_id TEXT,
+        reason TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX ledger_by_user ON ledger (user_id, seq);
+    CREATE TABLE balances (
+        user_id TEXT PRIMARY KEY,
+        token_credits INTEGER NOT NULL CHECK (token_credits >= 0),
+        updated_at TEXT NOT NULL
+    );
+    """,
+    # 2: idempotency keys of checkout requests, and the audit trail of webhook events
+    """
+    CREATE TABLE checkout_keys (
+        user_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        reserved_at TEXT NOT NULL,
+        payment_intent_id TEXT,
+        PRIMARY KEY (user_id, idempotency_key)
+    );
+    CREATE TABLE webhook_events (
+        event_id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        payment_intent_id TEXT,
+        disposition TEXT NOT NULL,
+        first_received_at TEXT NOT NULL,
+        last_received_at TEXT NOT NULL,
+        deliveries INTEGER NOT NULL
+    );
+    """,
+    # 3: a purchase's own ledger entries, read to settle its disputes
+    """
+    CREATE INDEX ledger_by_payment_intent ON ledger (payment_intent_id, seq);
+    """,
+    # 4: redemption codes, by digest (never the code); see adapters/sqlite/codes.py
+    """
+    CREATE TABLE codes (
+        digest TEXT PRIMARY KEY,
+        hint TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        tokens INTEGER NOT NULL CHECK (tokens > 0),
+        reason TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        payment_intent_id TEXT,
+        buyer_id TEXT,
+        redeemed_by TEXT,
+        redeemed_at TEXT,
+        credited INTEGER NOT NULL DEFAULT 0 CHECK (credited = 0 OR redeemed_by IS NOT NULL)
+    );
+    CREATE INDEX codes_by_created ON codes (created_at);
+    CREATE INDEX codes_uncredited ON codes (redeemed_at)
+        WHERE redeemed_by IS NOT NULL AND credited = 0;
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> None:
+    """Bring the file up to ``SCHEMA_VERSION`` inside the caller's write transaction.
+
+    Raises ``StoreCorrupted`` for a file written by a newer buytokens.
+    """
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreCorrupted(
+            f"{path} has schema version {version}, newer than this buytokens "
+            f"({SCHEMA_VERSION}); upgrade buytokens"
+        )
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        for statement in script.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {number}")

@@ -1,0 +1,198 @@
+"""Purchases, the ledger and balances in one SQLite file, each transition in one transaction.
+
+Every write runs in a transaction of the group-committing writer (``engine``),
+committed with ``synchronous=FULL`` in WAL mode, so a commit that returned is on
+disk. A second application of the same purchase transition is impossible
+because the purchase row is replaced only at its expected version and every
+ledger key is UNIQUE.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from buytokens.adapters.sqlite.codec import (
+    INSERT_ENTRY,
+    INSERT_PURCHASE,
+    LEDGER_COLUMNS,
+    PURCHASE_COLUMNS,
+    UPDATE_PURCHASE,
+    entry_from_row,
+    entry_row,
+    purchase_from_row,
+    purchase_row,
+)
+from buytokens.adapters.sqlite.engine import SqliteDatabase
+from buytokens.adapters.sqlite.journal import record_delivery
+from buytokens.domain.checkout import Delivery
+from buytokens.domain.crediting import PurchaseTransition
+from buytokens.domain.errors import ConcurrentUpdate
+from buytokens.domain.ledger import LedgerChange, LedgerEntry
+from buytokens.domain.purchases import Purchase, PurchaseStatus
+from buytokens.domain.users import canonical_user_id
+from buytokens.ports.clock import Clock
+
+_UPSERT_BALANCE = (
+    "INSERT INTO balances (user_id, token_credits, updated_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (user_id) DO UPDATE SET token_credits = excluded.token_credits, "
+    "updated_at = excluded.updated_at"
+)
+
+
+class SqliteBalanceRepository:
+    """A BalanceRepository in one SQLite file; the schema is created and migrated on first use."""
+
+    def __init__(
+        self,
+        path: str | Path | SqliteDatabase,
+        clock: Clock,
+        *,
+        busy_timeout_ms: int = 10_000,
+        connection_factory: type[sqlite3.Connection] = sqlite3.Connection,
+    ) -> None:
+        self.database = (
+            path
+            if isinstance(path, SqliteDatabase)
+            else SqliteDatabase(
+                path, busy_timeout_ms=busy_timeout_ms, connection_factory=connection_factory
+            )
+        )
+        self._clock = clock
+        self._read = self.database.read
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self.database.path
+
+    def close(self) -> None:
+        """Close the file's connections."""
+        self.database.close()
+
+    # -- BalanceRepository ----------------------------------------------------
+
+    def get_purchase(self, payment_intent_id: str) -> Purchase | None:
+        rows = self._read(
+            f"SELECT {PURCHASE_COLUMNS} FROM purchases WHERE payment_intent_id = ?",  # noqa: S608
+            (payment_intent_id,),
+        )
+        return purchase_from_row(rows[0]) if rows else None
+
+    def add_purchase(self, purchase: Purchase) -> Purchase:
+        def add(conn: sqlite3.Connection) -> Purchase:
+            row = conn.execute(
+                f"SELECT {PURCHASE_COLUMNS} FROM purchases WHERE payment_intent_id = ?",  # noqa: S608
+                (purchase.payment_intent_id,),
+            ).fetchone()
+            if row is not None:
+                return purchase_from_row(row)
+            conn.execute(INSERT_PURCHASE, purchase_row(purchase))
+            return purchase
+
+        with self.database.guarded():
+            return self.database.transact(add)
+
+    def commit(self, transition: PurchaseTransition) -> tuple[LedgerEntry, ...]:
+        purchase = transition.purchase
+
+        def store(conn: sqlite3.Connection) -> tuple[LedgerEntry, ...]:
+            try:
+                if transition.expected_version is None:
+                    conn.execute(INSERT_PURCHASE, purchase_row(purchase))
+                else:
+                    cursor = conn.execute(
+                        UPDATE_PURCHASE,
+                        purchase_row(purchase) | {"expected_version": transition.expected_version},
+                    )
+                    if cursor.rowcount != 1:
+                        raise ConcurrentUpdate(
+                            f"purchase {purchase.payment_intent_id} is no longer at version "
+                            f"{transition.expected_version}"
+                        )
+                entries = tuple(self._apply(conn, change) for change in transition.changes)
+                if transition.delivery is not None:
+                    record_delivery(conn, transition.delivery)
+                return entries
+            except sqlite3.IntegrityError as exc:
+                raise ConcurrentUpdate(
+                    f"purchase {purchase.payment_intent_id} was changed concurrently: {exc}"
+                ) from exc
+
+        with self.database.guarded():
+            return self.database.transact(store)
+
+    def record_delivery(self, delivery: Delivery) -> None:
+        with self.database.guarded():
+            self.database.transact(lambda conn: record_delivery(conn, delivery))
+
+    def record_adjustment(self, change: LedgerChange) -> LedgerEntry:
+        def adjust(conn: sqlite3.Connection) -> LedgerEntry:
+            row = conn.execute(
+                f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE entry_key = ?",  # noqa: S608
+                (change.key,),
+            ).fetchone()
+            if row is not None:
+                return entry_from_row(row)
+            return self._apply(conn, change)
+
+        with self.database.guarded():
+            return self.database.transact(adjust)
+
+    def _apply(self, conn: sqlite3.Connection, change: LedgerChange) -> LedgerEntry:
+        row = conn.execute(
+            "SELECT token_credits FROM balances WHERE user_id = ?", (change.user_id,)
+        ).fetchone()
+        entry = LedgerEntry.from_change(change, row[0] if row else 0, self._clock.now())
+        conn.execute(INSERT_ENTRY, entry_row(entry))
+        conn.execute(
+            _UPSERT_BALANCE, (entry.user_id, entry.balance_after, entry.created_at.isoformat())
+        )
+        return entry
+
+    def balance(self, user_id: str) -> int:
+        user_id = canonical_user_id(user_id)
+        rows = self._read("SELECT token_credits FROM balances WHERE user_id = ?", (user_id,))
+        return int(rows[0][0]) if rows else 0
+
+    def purchases(self, user_id: str, limit: int = 100) -> Sequence[Purchase]:
+        user_id = canonical_user_id(user_id)
+        rows = self._read(
+            f"SELECT {PURCHASE_COLUMNS} FROM purchases WHERE user_id = ? "  # noqa: S608
+            "ORDER BY created_at DESC, payment_intent_id DESC LIMIT ?",
+            (user_id, limit),
+        )
+        return [purchase_from_row(row) for row in rows]
+
+    def ledger(self, user_id: str, limit: int = 100) -> Sequence[LedgerEntry]:
+        user_id = canonical_user_id(user_id)
+        rows = self._read(
+            f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE user_id = ? "  # noqa: S608
+            "ORDER BY seq DESC LIMIT ?",
+            (user_id, limit),
+        )
+        return [entry_from_row(row) for row in rows]
+
+    def purchase_ledger(self, payment_intent_id: str) -> Sequence[LedgerEntry]:
+        rows = self._read(
+            f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE payment_intent_id = ? "  # noqa: S608
+            "ORDER BY seq",
+            (payment_intent_id,),
+        )
+        return [entry_from_row(row) for row in rows]
+
+    def flagged_purchases(self, limit: int = 100) -> Sequence[Purchase]:
+        rows = self._read(
+            f"SELECT {PURCHASE_COLUMNS} FROM purchases WHERE status = ? "  # noqa: S608
+            "ORDER BY updated_at, payment_intent_id LIMIT ?",
+            (PurchaseStatus.NEEDS_REVIEW.value, limit),
+        )
+        return [purchase_from_row(row) for row in rows]
+
+    def ledger_sum(self, user_id: str) -> int:
+        """The sum of the user's applied ledger deltas (equals the balance in this store)."""
+        rows = self._read(
+            "SELECT COALESCE(SUM(applied), 0) FROM ledger WHERE user_id = ?", (user_id,)
+        )
+        return int(rows[0][0])
