@@ -49,6 +49,7 @@ from buytokens.domain.events import (
     AttemptOutcome,
     ChargeRefunded,
     DisputeChanged,
+    DisputeState,
     PaymentAttempted,
     PaymentEvent,
     PaymentSucceeded,
@@ -352,14 +353,22 @@ def _rebalance(
 
 
 def _void_if_withdrawn(purchase: Purchase) -> Purchase:
-    """A gift nobody redeemed yet is void for good once any of its money went back."""
+    """A gift nobody redeemed yet is void for good once any of its money went back: a
+    refund, or a chargeback (even one later won: the gift was withdrawn meanwhile)."""
     if not purchase.gift or purchase.redeemed_by is not None or purchase.void_reason:
         return purchase
     if purchase.amount_refunded > 0:
         return attrs.evolve(purchase, void_reason="its payment was refunded")
-    if any(d.state.holds_money for d in purchase.disputes):
+    if any(d.state in _CHARGEBACK_STATES for d in purchase.disputes):
         return attrs.evolve(purchase, void_reason="its payment was disputed")
     return purchase
+
+
+# A dispute in these states took the money at some point (only a chargeback is won or lost),
+# even if the event that withdrew it has not arrived yet; an inquiry never did.
+_CHARGEBACK_STATES = frozenset(
+    {DisputeState.OPEN, DisputeState.REINSTATED, DisputeState.WON, DisputeState.LOST}
+)
 
 
 def redeem_gift(
@@ -374,6 +383,8 @@ def redeem_gift(
     """
     if current is None or not current.gift or not current.succeeded:
         raise GiftNotFound("no such code, or it has expired")
+    if current.review_reason is not None:
+        raise GiftNotFound("this gift's payment is being checked; try again later")
     if current.redeemed_by is not None:
         assert current.redeemed_at is not None
         who = "you" if current.redeemed_by == user_id else "someone else"
@@ -382,8 +393,6 @@ def redeem_gift(
         )
     if current.void_reason is not None:
         raise GiftVoid(f"this gift was withdrawn before it was redeemed ({current.void_reason})")
-    if current.review_reason is not None:
-        raise GiftNotFound("this gift's payment is being checked; try again later")
     redeemed = attrs.evolve(
         current,
         redeemed_by=user_id,
