@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,6 +50,7 @@ CHROMIUM_ARGS = [
 SUCCESS_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000341"
 THREE_D_SECURE_CARD = "4000002500003155"
+_CODE_SHAPE = re.compile(r"^[0-9A-Z]{4}(-[0-9A-Z]{4}){4}$")
 
 
 @pytest.fixture(scope="module")
@@ -658,3 +660,49 @@ def _deliver(demo: Demo, event: dict[str, Any]) -> int:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return int(response.status)
+
+
+def test_a_gift_bought_on_the_page_is_redeemed_by_another_user(
+    shopper: Shopper, demo: Demo, browser: Browser
+) -> None:
+    """A buys 500K as a gift with 4242…: the code instead of a new balance, A's balance stays;
+    the history shows the code; B redeems it on the page and sees the balance rise."""
+    page = shopper.open()
+    shopper.open_dialog()
+    shopper.choose("package_500k")
+    page.get_by_label("作为礼物购买").check()
+    shopper.enter_card(SUCCESS_CARD)
+    page.locator("#bt-pay").click()
+    expect(page.locator("#bt-status")).to_contain_text("礼品码", timeout=20_000)
+    code_box = page.locator("#bt-gift-code")
+    expect(code_box).to_have_text(_CODE_SHAPE)
+    expect(page.get_by_role("button", name="复制")).to_be_visible()
+    code = code_box.inner_text()
+    expect(page.locator("#bt-balance")).to_have_text("0")
+    screenshot(page, "gift-bought")
+    page.keyboard.press("Escape")
+    row = page.locator("#bt-history-body tr")
+    expect(row).to_have_count(1)
+    expect(row.locator(".bt-gift-line")).to_contain_text(code)
+    (bought,) = shopper.purchases()
+    assert (bought["giftCode"], bought["giftRedeemed"]) == (code, False)
+    assert shopper.balance() == 0
+
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1100, "height": 900})
+    context.set_default_timeout(15_000)
+    try:
+        friend = Shopper(demo, context.new_page(), f"user-{uuid.uuid4().hex[:10]}")
+        other = friend.open()
+        other.locator("#bt-redeem-code").fill(code.lower())
+        other.get_by_role("button", name="兑换", exact=True).click()
+        expect(other.locator("#bt-redeem-message")).to_have_text(
+            "兑换成功！已到账 500,000 代币，当前余额 500,000。"
+        )
+        expect(other.locator("#bt-balance")).to_have_text("500,000")
+        assert friend.balance() == 500_000
+        expect(other.locator("#bt-history-body tr")).to_have_count(0)
+    finally:
+        context.close()
+    assert shopper.balance() == 0
+    page.reload()
+    expect(page.locator("#bt-history-body tr .bt-gift-redeemed")).to_have_text("已兑换")

@@ -49,7 +49,12 @@ def oracle_packages(catalogue: Catalogue = DEFAULT_CATALOGUE) -> dict[str, Packa
 
 @st.composite
 def purchase_history(
-    draw: st.DrawFn, pi: str, user: str, *, tampered: bool | None = None
+    draw: st.DrawFn,
+    pi: str,
+    user: str,
+    *,
+    tampered: bool | None = None,
+    gift: bool = False,
 ) -> list[StripeJson]:
     """Every event Stripe emits over one purchase's life, in the order they happened."""
     package = draw(st.sampled_from(list(DEFAULT_CATALOGUE)))
@@ -57,6 +62,8 @@ def purchase_history(
     if tampered is None:
         tampered = draw(st.sampled_from([False] * 5 + [True]))
     events = [stripe_json.succeeded(pi, user, package.id, price + int(tampered), currency)]
+    if gift:
+        events[0]["data"]["object"]["metadata"]["gift"] = "true"
     refunded = 0
 
     def refund(amount: int) -> None:

@@ -19,6 +19,13 @@ The rules it encodes, in the contract's words:
   a dispute settled by a refund, whose ``charge.refunded`` carries the money.
 * The buyer keeps what the money still with the merchant pays for, rounded in
   the buyer's favour (a take-back never takes a fraction of a token too many).
+* A gift purchase (metadata ``gift: "true"``) credits no one when paid; its code
+  credits the redeemer once. Refunding or disputing a gift before redemption
+  voids the code; after redemption the take-back falls on the redeemer, under
+  the same rules. A dispute disputes the payment once it took the money: a
+  chargeback, money reinstated, or a ``won`` or ``lost`` closure (only a
+  chargeback ends so); an inquiry, or one settled by a refund (whose refund voids
+  the gift anyway), does not.
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ class _Dispute:
     reinstated: bool = False
     final: str | None = None  # the closing status, once known
 
+    def took_money(self) -> bool:
+        return self.taken or self.reinstated or self.final in ("won", "lost")
+
     def keeps_money(self) -> bool:
         if self.final is not None:
             return self.final not in _MONEY_BACK
@@ -55,6 +65,12 @@ class _Payment:
     approved: bool = False
     refunded: int = 0
     disputes: dict[str, _Dispute] = field(default_factory=dict)
+    gift: bool = False
+    redeemer: str | None = None
+
+    @property
+    def beneficiary(self) -> str | None:
+        return self.redeemer if self.gift else self.user
 
 
 @dataclass(frozen=True)
@@ -82,14 +98,32 @@ class MoneyOracle:
         """An operator approved the payment after review: it pays for its package."""
         self._payments.setdefault(payment_intent_id, _Payment()).approved = True
 
+    def redeem(self, payment_intent_id: str, user: str) -> str:
+        """Someone redeems the gift's code now: ``redeemed``, or why not (``not_found``
+        for a payment that is no paid gift, ``already``, ``void``)."""
+        payment = self._payments.get(payment_intent_id)
+        if payment is None or not payment.gift or not self._pays_for_package(payment):
+            return "not_found"
+        if payment.redeemer is not None:
+            return "already"
+        if payment.refunded > 0 or any(d.took_money() for d in payment.disputes.values()):
+            return "void"
+        payment.redeemer = user
+        return "redeemed"
+
+    def _pays_for_package(self, payment: _Payment) -> bool:
+        if payment.paid is None or payment.package not in self._packages:
+            return False
+        package = self._packages[payment.package]
+        return payment.approved or payment.paid == (package.amount, package.currency)
+
     def tokens_paid_for(self, payment_intent_id: str) -> int:
         """The tokens that the money still with the merchant pays for."""
         payment = self._payments.get(payment_intent_id)
-        if payment is None or payment.paid is None or payment.package not in self._packages:
+        if payment is None or not self._pays_for_package(payment):
             return 0
+        assert payment.package is not None
         package = self._packages[payment.package]
-        if not payment.approved and payment.paid != (package.amount, package.currency):
-            return 0
         price = package.amount
         kept_by_disputes = sum(d.amount for d in payment.disputes.values() if d.keeps_money())
         left = min(price, payment.refunded + kept_by_disputes)
@@ -113,8 +147,12 @@ class MoneyOracle:
         return None if payment is None else payment.user
 
     def tokens_for(self, user: str) -> int:
-        """What all of ``user``'s payments pay for."""
-        return sum(self.tokens_paid_for(pi) for pi, p in self._payments.items() if p.user == user)
+        """What all the payments crediting ``user`` (bought, or gifts redeemed) pay for."""
+        return sum(
+            self.tokens_paid_for(pi)
+            for pi, p in self._payments.items()
+            if p.beneficiary == user and (not p.gift or p.redeemer is not None)
+        )
 
     def _receive(self, event: Mapping[str, Any]) -> None:
         kind = event["type"]
@@ -124,6 +162,7 @@ class MoneyOracle:
             payment.user = subject["metadata"]["userId"]
             payment.package = subject["metadata"]["packageId"]
             payment.paid = (subject["amount"], subject["currency"])
+            payment.gift = subject["metadata"].get("gift") == "true"
         elif kind == "charge.refunded":
             payment = self._payments.setdefault(subject["payment_intent"], _Payment())
             payment.refunded = max(payment.refunded, subject["amount_refunded"])

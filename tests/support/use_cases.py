@@ -22,6 +22,7 @@ from buytokens.ports.payments import PaymentGateway
 from buytokens.services.admin import ApprovalDependencies, GrantDependencies
 from buytokens.services.buying import BuyingDependencies, CheckingDependencies
 from buytokens.services.crediting import CreditingDependencies
+from buytokens.services.gifts import GiftCodes
 from buytokens.services.reconciliation import ReconcileDependencies
 from buytokens.services.webhooks import WebhookDependencies
 
@@ -34,11 +35,12 @@ def wire(
     catalogue: Catalogue = DEFAULT_CATALOGUE,
     keys: CheckoutKeys | None = None,
     ids: IdSource | None = None,
+    gifts: GiftCodes | None = None,
 ) -> UseCaseDependencies:
     """The use cases on ``gateway`` and ``clock``; an in-memory store and keys by default."""
     store = store if store is not None else InMemoryBalanceRepository(clock)
     ids = ids if ids is not None else SequentialIdSource()
-    crediting = CreditingDependencies(store, catalogue, clock)
+    crediting = CreditingDependencies(store, catalogue, clock, gifts)
     events = crediting
     return UseCaseDependencies(
         catalogue,
@@ -51,6 +53,7 @@ def wire(
             keys if keys is not None else InMemoryCheckoutKeys(),
             clock,
             ids,
+            gifts,
         ),
         CheckingDependencies(crediting, gateway),
         WebhookDependencies(gateway, events),

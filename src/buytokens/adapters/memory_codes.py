@@ -8,7 +8,7 @@ from datetime import datetime
 
 import attrs
 
-from buytokens.domain.codes import CodeRecord
+from buytokens.domain.codes import CodeRecord, check_gift_index, check_same_gift
 from buytokens.domain.errors import StoreCorrupted
 from buytokens.domain.users import canonical_user_id
 
@@ -29,6 +29,12 @@ class InMemoryRedemptionCodes:
                 raise StoreCorrupted("a code with this digest is already stored")
             for record in records:
                 self._codes[record.digest] = attrs.evolve(record, void_reason=None)
+
+    def index_gift(self, record: CodeRecord) -> None:
+        check_gift_index(record)
+        with self._lock:
+            stored = self._codes.setdefault(record.digest, attrs.evolve(record, void_reason=None))
+        check_same_gift(stored, record)
 
     def find(self, digest: str) -> CodeRecord | None:
         with self._lock:

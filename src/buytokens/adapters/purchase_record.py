@@ -36,6 +36,10 @@ PURCHASE_FIELDS = (
     "tokens_credited",
     "tokens_refunded",
     "tokens_held",
+    "gift",
+    "redeemed_by",
+    "redeemed_at",
+    "void_reason",
 )
 """Every field of a record, in the order the stores keep them."""
 
@@ -68,6 +72,10 @@ def purchase_record(p: Purchase, time: Callable[[datetime], str]) -> dict[str, A
         "tokens_credited": p.tokens_credited,
         "tokens_refunded": p.tokens_refunded,
         "tokens_held": p.tokens_held,
+        "gift": p.gift,
+        "redeemed_by": p.redeemed_by,
+        "redeemed_at": None if p.redeemed_at is None else time(p.redeemed_at),
+        "void_reason": p.void_reason,
     }
 
 
@@ -88,6 +96,11 @@ def purchase_from_record(
         record.get("user_id"),
         record.get("package_id"),
         record.get("review_reason"),
+    )
+    redeemer, redeemed_at, void = (
+        record.get("redeemed_by"),
+        record.get("redeemed_at"),
+        record.get("void_reason"),
     )
     return Purchase(
         payment_intent_id=str(record["payment_intent_id"]),
@@ -110,4 +123,8 @@ def purchase_from_record(
         tokens_credited=int(record["tokens_credited"]),
         tokens_refunded=int(record["tokens_refunded"]),
         tokens_held=int(record["tokens_held"]),
+        gift=bool(record.get("gift") or False),
+        redeemed_by=None if redeemer is None else str(redeemer),
+        redeemed_at=None if redeemed_at is None else parse_time(redeemed_at),
+        void_reason=None if void is None else str(void),
     )

@@ -225,6 +225,7 @@ def _succeeded(
         user_id=_text(metadata, "userId"),
         package_id=_text(metadata, "packageId"),
         occurred_at=occurred_at,
+        gift=metadata.get("gift") == "true",
     )
 
 

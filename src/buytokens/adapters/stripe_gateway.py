@@ -229,6 +229,8 @@ class StripePaymentGateway:
                 "purchaseId": request.purchase_id,
             },
         }
+        if request.gift:
+            params["metadata"]["gift"] = "true"
         if request.receipt_email and not localstripe:
             params["receipt_email"] = request.receipt_email
         if method is PaymentMethod.WECHAT_PAY:

@@ -24,6 +24,7 @@ class IntentRequest:
     method: PaymentMethod
     receipt_email: str | None = None
     return_url: str | None = None
+    gift: bool = False  # the provider must say so in the intent's signed metadata
 
 
 @attrs.frozen

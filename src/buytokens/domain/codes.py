@@ -34,6 +34,7 @@ from buytokens.domain.errors import (
     GiftNotFound,
     GiftVoid,
     MalformedCode,
+    StoreCorrupted,
     UserError,
 )
 
@@ -347,6 +348,21 @@ class CodeRecord:
             raise GiftNotFound("no such code, or it has expired")
         redeemed = attrs.evolve(self, redeemed_by=user_id, redeemed_at=now)
         return Redemption(redeemed, redemption_key(self.digest), user_id, self.tokens)
+
+
+def check_gift_index(record: CodeRecord) -> None:
+    """Raise ValueError unless ``record`` is a new gift's index record."""
+    if record.kind is not CodeKind.GIFT or record.redeemed_by is not None:
+        raise ValueError("only a new gift's record is an index record")
+
+
+def check_same_gift(stored: CodeRecord | None, record: CodeRecord) -> None:
+    """Raise StoreCorrupted unless ``stored`` indexes the same gift as ``record``."""
+    if stored is None or (stored.kind, stored.payment_intent_id) != (
+        CodeKind.GIFT,
+        record.payment_intent_id,
+    ):
+        raise StoreCorrupted("a code with this digest is stored for something else")
 
 
 @attrs.frozen

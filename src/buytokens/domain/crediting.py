@@ -38,11 +38,18 @@ import attrs
 
 from buytokens.domain.catalogue import Catalogue
 from buytokens.domain.checkout import Delivery
-from buytokens.domain.errors import NotFound, UserError
+from buytokens.domain.errors import (
+    GiftAlreadyRedeemed,
+    GiftNotFound,
+    GiftVoid,
+    NotFound,
+    UserError,
+)
 from buytokens.domain.events import (
     AttemptOutcome,
     ChargeRefunded,
     DisputeChanged,
+    DisputeState,
     PaymentAttempted,
     PaymentEvent,
     PaymentSucceeded,
@@ -155,11 +162,16 @@ def _on_succeeded(
         tokens=tokens,
         price=price,
         succeeded=True,
+        gift=base.gift or event.gift,
         updated_at=now,
     )
     if problem is not None or user_id is None:
         flagged = attrs.evolve(merged, review_reason=problem)
         return _transition(current, flagged, (), Disposition.NEEDS_REVIEW, problem or "")
+    if merged.gift:
+        # A gift credits no one when paid: its code credits the redeemer (``redeem_gift``).
+        settled, takebacks = _rebalance(current, merged, taken)
+        return _transition(current, settled, takebacks, Disposition.APPLIED)
     credited = attrs.evolve(merged, tokens_credited=tokens)
     credit = LedgerChange(
         key=credit_key(event.payment_intent_id),
@@ -219,7 +231,8 @@ def approve_review(
             code=NOT_APPROVABLE,
         )
     reason = check_reason(reason)
-    if current.tokens_credited:
+    if current.tokens_credited or current.gift:
+        # Credited already, or a gift: its code credits the redeemer, not the buyer.
         cleared = attrs.evolve(current, review_reason=None, updated_at=now)
         settled, takebacks = _rebalance(current, cleared, taken_back)
         return _transition(current, settled, takebacks, Disposition.APPLIED)
@@ -287,11 +300,13 @@ def _rebalance(
 
     ``taken`` is what the take-backs so far actually took from the balance.
     """
+    purchase = _void_if_withdrawn(purchase)
     refund_target, held_target = _takeback_targets(purchase)
     target = refund_target + held_target
     reached = purchase.tokens_taken_back
     settled = attrs.evolve(purchase, tokens_refunded=refund_target, tokens_held=held_target)
-    if purchase.user_id is None or target == reached:
+    owner = purchase.beneficiary
+    if owner is None or target == reached:
         return settled, ()
     pi = purchase.payment_intent_id
     version = _next_version(current)
@@ -302,7 +317,7 @@ def _rebalance(
             return settled, ()
         release = LedgerChange(
             key=f"dispute:{pi}:{version}",
-            user_id=purchase.user_id,
+            user_id=owner,
             kind=EntryKind.DISPUTE,
             tokens=give_back,
             payment_intent_id=pi,
@@ -316,7 +331,7 @@ def _rebalance(
         changes.append(
             LedgerChange(
                 key=f"refund:{pi}:{version}",
-                user_id=purchase.user_id,
+                user_id=owner,
                 kind=EntryKind.REFUND,
                 tokens=-refund_rise,
                 payment_intent_id=pi,
@@ -327,7 +342,7 @@ def _rebalance(
         changes.append(
             LedgerChange(
                 key=f"dispute:{pi}:{version}",
-                user_id=purchase.user_id,
+                user_id=owner,
                 kind=EntryKind.DISPUTE,
                 tokens=refund_rise - rise,
                 payment_intent_id=pi,
@@ -335,6 +350,67 @@ def _rebalance(
             )
         )
     return settled, tuple(changes)
+
+
+def _void_if_withdrawn(purchase: Purchase) -> Purchase:
+    """A gift nobody redeemed yet is void for good once any of its money went back: a
+    refund, or a chargeback (even one later won: the gift was withdrawn meanwhile)."""
+    if not purchase.gift or purchase.redeemed_by is not None or purchase.void_reason:
+        return purchase
+    if purchase.amount_refunded > 0:
+        return attrs.evolve(purchase, void_reason="its payment was refunded")
+    if any(d.state in _CHARGEBACK_STATES for d in purchase.disputes):
+        return attrs.evolve(purchase, void_reason="its payment was disputed")
+    return purchase
+
+
+# A dispute in these states took the money at some point (only a chargeback is won or lost),
+# even if the event that withdrew it has not arrived yet; an inquiry never did.
+_CHARGEBACK_STATES = frozenset(
+    {DisputeState.OPEN, DisputeState.REINSTATED, DisputeState.WON, DisputeState.LOST}
+)
+
+
+def redeem_gift(
+    current: Purchase | None, user_id: str, now: datetime, *, taken_back: int
+) -> Decision:
+    """Redeem a gift purchase for ``user_id``: credit its tokens to them, once.
+
+    The credit is the purchase's own, under its one ``purchase:<intent>`` key, so
+    an intent credits its tokens at most once whichever path credits it. From then
+    on refunds and disputes take back from the redeemer (``Purchase.beneficiary``).
+    Raises GiftNotFound (no such paid gift), GiftAlreadyRedeemed or GiftVoid.
+    """
+    if current is None or not current.gift or not current.succeeded:
+        raise GiftNotFound("no such code, or it has expired")
+    if current.review_reason is not None:
+        raise GiftNotFound("this gift's payment is being checked; try again later")
+    if current.redeemed_by is not None:
+        assert current.redeemed_at is not None
+        who = "you" if current.redeemed_by == user_id else "someone else"
+        raise GiftAlreadyRedeemed(
+            f"this code was already redeemed by {who} on {current.redeemed_at:%Y-%m-%d}"
+        )
+    if current.void_reason is not None:
+        raise GiftVoid(f"this gift was withdrawn before it was redeemed ({current.void_reason})")
+    redeemed = attrs.evolve(
+        current,
+        redeemed_by=user_id,
+        redeemed_at=now,
+        tokens_credited=current.tokens,
+        updated_at=now,
+    )
+    pi = current.payment_intent_id
+    credit = LedgerChange(
+        key=credit_key(pi),
+        user_id=redeemed.beneficiary or user_id,
+        kind=EntryKind.REDEMPTION,
+        tokens=current.tokens,
+        payment_intent_id=pi,
+        reason=f"redeemed a gift of {current.package_id}",
+    )
+    settled, takebacks = _rebalance(current, redeemed, taken_back)
+    return _transition(current, settled, (credit, *takebacks), Disposition.APPLIED)
 
 
 def _takeback_targets(purchase: Purchase) -> tuple[int, int]:

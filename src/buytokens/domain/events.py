@@ -25,6 +25,8 @@ class PaymentSucceeded:
     user_id: str | None = attrs.field(converter=canonical_optional_user_id)
     package_id: str | None
     occurred_at: datetime
+    gift: bool = False
+    """The metadata says the purchase is a gift: it credits no one until redeemed."""
 
 
 class AttemptOutcome(enum.StrEnum):

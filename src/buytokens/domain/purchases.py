@@ -71,6 +71,17 @@ class Purchase:
     tokens_credited: int = 0
     tokens_refunded: int = 0
     tokens_held: int = 0
+    gift: bool = False
+    redeemed_by: str | None = attrs.field(default=None, converter=canonical_optional_user_id)
+    redeemed_at: datetime | None = None
+    void_reason: str | None = None
+    """Why a gift can no longer be redeemed: its money went back before redemption."""
+
+    def __attrs_post_init__(self) -> None:
+        if (self.redeemed_by is None) != (self.redeemed_at is None):
+            raise ValueError("redeemed_by and redeemed_at go together")
+        if not self.gift and (self.redeemed_by is not None or self.void_reason is not None):
+            raise ValueError("only a gift is redeemed or void")
 
     @classmethod
     def pending(
@@ -81,9 +92,27 @@ class Purchase:
         tokens: int,
         price: Money,
         at: datetime,
+        *,
+        gift: bool = False,
     ) -> Purchase:
         """A purchase whose intent was just created and awaits payment."""
-        return cls(payment_intent_id, user_id, package_id, tokens, price, at, at)
+        return cls(payment_intent_id, user_id, package_id, tokens, price, at, at, gift=gift)
+
+    @property
+    def beneficiary(self) -> str | None:
+        """Whose balance the purchase's tokens are on: the buyer's, or a gift's redeemer's."""
+        return self.redeemed_by if self.gift else self.user_id
+
+    @property
+    def gift_redeemable(self) -> bool:
+        """A paid gift that nobody redeemed and whose money is all still here."""
+        return (
+            self.gift
+            and self.succeeded
+            and self.review_reason is None
+            and self.redeemed_by is None
+            and self.void_reason is None
+        )
 
     @property
     def status(self) -> PurchaseStatus:

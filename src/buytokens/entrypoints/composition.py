@@ -36,6 +36,7 @@ from buytokens.adapters.stripe_gateway import (
 from buytokens.adapters.stripe_methods import offered_payment_methods
 from buytokens.adapters.unconfigured_gateway import UnconfiguredPaymentGateway
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, Catalogue
+from buytokens.domain.codes import CodeSecret
 from buytokens.domain.errors import ConfigurationError
 from buytokens.entrypoints.settings import Settings
 from buytokens.ports.balances import BalanceRepository
@@ -48,6 +49,7 @@ from buytokens.services.admin import ApprovalDependencies, GrantDependencies
 from buytokens.services.buying import BuyingDependencies, CheckingDependencies
 from buytokens.services.codes import CodeDesk
 from buytokens.services.crediting import CreditingDependencies
+from buytokens.services.gifts import GiftCodes
 from buytokens.services.reconciliation import ReconcileDependencies
 from buytokens.services.webhooks import WebhookDependencies
 
@@ -237,11 +239,12 @@ def build_use_cases(
     gateway: PaymentGateway,
     clock: Clock,
     ids: IdSource,
+    gifts: GiftCodes | None = None,
 ) -> UseCaseDependencies:
     """Every use case's dependencies over these parts; concurrent checks of one intent
-    share a call to the provider."""
+    share a call to the provider. Without ``gifts`` nothing can be bought as a gift."""
     shared = SingleFlightPaymentGateway(gateway)
-    crediting = CreditingDependencies(stores.store, catalogue, clock)
+    crediting = CreditingDependencies(stores.store, catalogue, clock, gifts)
     events = crediting
     return UseCaseDependencies(
         catalogue,
@@ -254,6 +257,7 @@ def build_use_cases(
             stores.keys,
             clock,
             ids,
+            gifts,
         ),
         CheckingDependencies(crediting, shared),
         WebhookDependencies(shared, events),
@@ -261,6 +265,19 @@ def build_use_cases(
         GrantDependencies(stores.store, ids),
         ApprovalDependencies(stores.store, clock),
     )
+
+
+def build_code_secret(settings: Settings) -> CodeSecret | None:
+    """The secret gift codes are derived from: BUYTOKENS_CODE_SECRET, else JWT_SECRET's own
+    derivation (whoever holds JWT_SECRET can act as any user already); None without both."""
+    secret = settings.code_secret or settings.jwt_secret
+    return None if secret is None else CodeSecret.derived_from(secret)
+
+
+def build_gift_codes(settings: Settings, stores: Stores) -> GiftCodes | None:
+    """Gift codes over the stores' code index; None when there is no secret to derive them."""
+    secret = build_code_secret(settings)
+    return None if secret is None else GiftCodes(secret, stores.codes)
 
 
 def build_code_desk(stores: Stores, clock: Clock) -> CodeDesk:

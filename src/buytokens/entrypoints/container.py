@@ -9,6 +9,7 @@ from buytokens.entrypoints.composition import (
     build_catalogue,
     build_code_desk,
     build_gateway,
+    build_gift_codes,
     build_payment_account,
     build_store_inspector,
     build_stores,
@@ -37,7 +38,10 @@ class Container(containers.DeclarativeContainer):
     stores = providers.Singleton(build_stores, settings, clock)
     store = providers.Singleton(lambda stores: stores.store, stores)
     gateway = providers.Singleton(build_gateway, settings, clock)
-    use_cases = providers.Singleton(build_use_cases, catalogue, stores, gateway, clock, ids)
+    gift_codes = providers.Singleton(build_gift_codes, settings, stores)
+    use_cases = providers.Singleton(
+        build_use_cases, catalogue, stores, gateway, clock, ids, gift_codes
+    )
     buying = providers.Singleton(lambda use_cases: use_cases.buying, use_cases)
     checking = providers.Singleton(lambda use_cases: use_cases.checking, use_cases)
     webhooks = providers.Singleton(lambda use_cases: use_cases.webhooks, use_cases)

@@ -49,6 +49,8 @@ class Settings:
     stripe_retries: int = DEFAULT_NETWORK_RETRIES
     stripe_concurrency: int = STRIPE_CONCURRENCY
     rate_limit_redeems_per_user: str = DEFAULT_REDEEMS_PER_USER
+    code_secret: str | None = None
+    """BUYTOKENS_CODE_SECRET: gift codes are derived from it (from JWT_SECRET without it)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -86,6 +88,7 @@ class Settings:
             rate_limit_redeems_per_user=env.get(
                 "BUYTOKENS_RATE_LIMIT_REDEEMS_PER_USER", DEFAULT_REDEEMS_PER_USER
             ),
+            code_secret=env.get("BUYTOKENS_CODE_SECRET"),
         )
 
     def require(self, *names: str) -> None:

@@ -33,6 +33,15 @@ class RedemptionCodes(Protocol):
         """
         ...
 
+    def index_gift(self, record: CodeRecord) -> None:
+        """Store a gift's index record (digest → payment intent) unless it is stored already.
+
+        Repeating it is a no-op, also concurrently. The record is never claimed: a
+        gift is redeemed through its purchase. Raises ``StoreCorrupted`` if the
+        digest is stored for anything but this gift's intent.
+        """
+        ...
+
     def find(self, digest: str) -> CodeRecord | None:
         """The record of the code with this digest, or None."""
         ...

@@ -29,6 +29,7 @@ from buytokens.ports.checkout import CheckoutKeys
 from buytokens.ports.clock import Clock, IdSource
 from buytokens.ports.payments import PaymentGateway
 from buytokens.services.crediting import CreditingDependencies, apply_payment_event
+from buytokens.services.gifts import GiftCodes, index_gift
 
 # A reservation whose request never finished (the process died) may be taken over
 # after this long; the derived purchase id keeps the provider call idempotent.
@@ -53,6 +54,8 @@ class BuyingDependencies:
     keys: CheckoutKeys
     clock: Clock
     ids: IdSource
+    gifts: GiftCodes | None = None
+    """Where gift codes are indexed; without it nothing can be bought as a gift."""
 
 
 @attrs.frozen
@@ -136,6 +139,7 @@ def create_payment_intent(
     *,
     idempotency_key: str | None = None,
     email: str | None = None,
+    gift: bool = False,
 ) -> CreatedIntent:
     """Create a payment intent for a catalogue package, priced on the server only.
 
@@ -144,14 +148,19 @@ def create_payment_intent(
     (an IdempotencyConflict), a key still in use by its first request
     RequestInProgress, and a malformed key InvalidIdempotencyKey. Their messages
     say "idempotency key"; the entrypoint names the key as its clients know it.
+
+    With ``gift`` the purchase credits no one when paid: its code (see
+    ``services.gifts``) credits whoever redeems it.
     """
     package = deps.catalogue.get(package_id)
     method = require_payment_method(method_name, deps.catalogue.currency, deps.payment_methods)
+    if gift and deps.gifts is None:
+        raise UserError("gifts cannot be bought on this server", code="gifts_unavailable")
     if idempotency_key is None:
-        return _create(deps, deps.ids.new_id(), user_id, package, method, email)
+        return _create(deps, deps.ids.new_id(), user_id, package, method, email, gift)
     if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
         raise InvalidIdempotencyKey(MAX_IDEMPOTENCY_KEY)
-    fingerprint = f"{package.id}/{method.value}"
+    fingerprint = f"{package.id}/{method.value}" + ("/gift" if gift else "")
     now = deps.clock.now()
     existing = deps.keys.reserve(user_id, idempotency_key, fingerprint, now)
     if existing is not None:
@@ -164,7 +173,7 @@ def create_payment_intent(
             raise RequestInProgress()
     purchase_id = _purchase_id(user_id, idempotency_key)
     try:
-        created = _create(deps, purchase_id, user_id, package, method, email)
+        created = _create(deps, purchase_id, user_id, package, method, email, gift)
     except BaseException:
         deps.keys.release(user_id, idempotency_key)
         raise
@@ -184,13 +193,18 @@ def _create(
     package: TokenPackage,
     method: PaymentMethod,
     email: str | None,
+    gift: bool = False,
 ) -> CreatedIntent:
     snapshot = deps.gateway.create_payment_intent(
-        IntentRequest(purchase_id, user_id, package, method, receipt_email=email)
+        IntentRequest(purchase_id, user_id, package, method, receipt_email=email, gift=gift)
     )
+    now = deps.clock.now()
+    if gift:
+        assert deps.gifts is not None
+        index_gift(deps.gifts, snapshot.id, user_id, package.tokens, now)  # before the purchase
     deps.store.add_purchase(
         Purchase.pending(
-            snapshot.id, user_id, package.id, package.tokens, package.price, deps.clock.now()
+            snapshot.id, user_id, package.id, package.tokens, package.price, now, gift=gift
         )
     )
     return CreatedIntent(snapshot, package.price)

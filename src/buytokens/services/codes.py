@@ -27,6 +27,7 @@ from buytokens.domain.codes import (
     parse_code,
     redemption_key,
 )
+from buytokens.domain.crediting import redeem_gift
 from buytokens.domain.errors import (
     BuyTokensError,
     ChangeNotApplied,
@@ -46,6 +47,7 @@ from buytokens.domain.users import canonical_user_id
 from buytokens.ports.balances import BalanceRepository
 from buytokens.ports.clock import Clock
 from buytokens.ports.codes import RedemptionCodes
+from buytokens.services.crediting import settle
 
 _NOT_FOUND = "no such code, or it has expired"
 
@@ -109,9 +111,10 @@ def redeem_code(desk: CodeDesk, user_id: str, text: str) -> Redeemed:
     user_id = canonical_user_id(check_user_id(user_id))
     code = parse_code(text)
     record = desk.codes.find(code.digest)
-    if record is None or record.kind is not CodeKind.OPERATOR:
-        # Gift codes are redeemed through their purchase, which this desk does not do.
+    if record is None:
         raise GiftNotFound(_NOT_FOUND)
+    if record.kind is CodeKind.GIFT:
+        return _redeem_gift(desk, record, user_id)
     if _interrupted(record, user_id):
         return _credit(desk, record)
     now = desk.clock.now()
@@ -126,6 +129,26 @@ def redeem_code(desk: CodeDesk, user_id: str, text: str) -> Redeemed:
         current.redeem(user_id, now)  # raises: someone else claimed it first
         raise StoreUnavailable("the code changed while it was being redeemed; try again")
     return _credit(desk, redemption.record)
+
+
+def _redeem_gift(desk: CodeDesk, record: CodeRecord, user_id: str) -> Redeemed:
+    """A gift is redeemed by a transition of its purchase at the version read: of any
+    number of concurrent redeemers one commits, the others find it redeemed."""
+    if record.payment_intent_id is None:
+        raise GiftNotFound(_NOT_FOUND)
+    balance = desk.store.balance(user_id)
+    if balance + record.tokens > MAX_BALANCE:
+        raise UserError(
+            f"your balance of {balance:,} tokens cannot take {record.tokens:,} more",
+            code="balance_limit",
+        )
+    now = desk.clock.now()
+    settle(
+        desk.store,
+        record.payment_intent_id,
+        lambda current, taken: redeem_gift(current, user_id, now, taken_back=taken),
+    )
+    return Redeemed(record.tokens, desk.store.balance(user_id))
 
 
 def finish_redemptions(desk: CodeDesk, limit: int = 100) -> FinishedRedemptions:

@@ -14,11 +14,12 @@ from buytokens.domain.catalogue import Catalogue
 from buytokens.domain.checkout import Delivery, ReceivedEvent
 from buytokens.domain.crediting import Decision, Disposition, decide, taken_back
 from buytokens.domain.errors import ConcurrentUpdate
-from buytokens.domain.events import PaymentEvent
+from buytokens.domain.events import PaymentEvent, PaymentSucceeded
 from buytokens.domain.ledger import LedgerEntry
 from buytokens.domain.purchases import Purchase
 from buytokens.ports.balances import BalanceRepository
 from buytokens.ports.clock import Clock
+from buytokens.services.gifts import GiftCodes, index_gift
 
 # Each retry re-reads the purchase; contention on one intent is a handful of
 # concurrent deliveries at most, so a conflict that persists this long is a fault.
@@ -32,6 +33,8 @@ class CreditingDependencies:
     store: BalanceRepository
     catalogue: Catalogue
     clock: Clock
+    gifts: GiftCodes | None = None
+    """Where a paid gift's code is indexed, for gift intents this store never saw."""
 
 
 @attrs.frozen
@@ -57,6 +60,9 @@ def apply_payment_event(
     when it changed nothing.
     """
 
+    if isinstance(event, PaymentSucceeded) and event.gift:
+        _index_gift(deps, event)
+
     def decide_now(current: Purchase | None, taken: int) -> Decision:
         return decide(current, event, deps.catalogue, deps.clock.now(), taken_back=taken)
 
@@ -66,6 +72,15 @@ def apply_payment_event(
         return Delivery.of(received, disposition.value, deps.clock.now())
 
     return settle(deps.store, event.payment_intent_id, decide_now, delivered)
+
+
+def _index_gift(deps: CreditingDependencies, event: PaymentSucceeded) -> None:
+    """Index the gift's code before its purchase is written: its checkout did so unless
+    another instance, or this one before a restore, created the intent."""
+    package = deps.catalogue.find(event.package_id) if event.package_id else None
+    if deps.gifts is None or event.user_id is None or package is None:
+        return  # such a payment is flagged for review, or cannot be redeemed here
+    index_gift(deps.gifts, event.payment_intent_id, event.user_id, package.tokens, deps.clock.now())
 
 
 def settle(

@@ -142,6 +142,7 @@ class InMemoryPaymentGateway:
                     "packageId": request.package.id,
                     "tokens": str(request.package.tokens),
                     "purchaseId": request.purchase_id,
+                    **({"gift": "true"} if request.gift else {}),
                 },
                 "receipt_email": request.receipt_email,
                 "last_payment_error": None,

@@ -11,14 +11,14 @@ text, exact to the microsecond and sortable.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from buytokens.adapters.mongo.connection import MongoDatabase
-from buytokens.domain.codes import CodeKind, CodeRecord
+from buytokens.domain.codes import CodeKind, CodeRecord, check_gift_index, check_same_gift
 from buytokens.domain.errors import StoreCorrupted, StoreUnavailable, UserError
 from buytokens.domain.users import canonical_user_id
 
@@ -49,6 +49,14 @@ class MongoRedemptionCodes:
                 self._codes.insert_many([_document(record) for record in records], ordered=True)
             except (DuplicateKeyError, BulkWriteError) as exc:
                 raise StoreCorrupted(f"a code with this digest is already stored: {exc}") from exc
+
+    def index_gift(self, record: CodeRecord) -> None:
+        check_gift_index(record)
+        doc = _document(record)
+        # A concurrent upsert of the same gift may insert it first: then it is there.
+        with _guard(), suppress(DuplicateKeyError):
+            self._codes.update_one({"_id": doc.pop("_id")}, {"$setOnInsert": doc}, upsert=True)
+        check_same_gift(self.find(record.digest), record)
 
     def find(self, digest: str) -> CodeRecord | None:
         with _guard():

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from buytokens.adapters.sqlite.engine import SqliteDatabase
-from buytokens.domain.codes import CodeKind, CodeRecord
+from buytokens.domain.codes import CodeKind, CodeRecord, check_gift_index, check_same_gift
 from buytokens.domain.errors import StoreCorrupted, UserError
 from buytokens.domain.users import canonical_user_id
 
@@ -43,6 +43,17 @@ class SqliteRedemptionCodes:
 
         with self._db.guarded():
             self._db.transact(insert)
+
+    def index_gift(self, record: CodeRecord) -> None:
+        check_gift_index(record)
+        row = _row(record)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(f"{_INSERT} ON CONFLICT (digest) DO NOTHING", row)
+
+        with self._db.guarded():
+            self._db.transact(insert)
+        check_same_gift(self.find(record.digest), record)
 
     def find(self, digest: str) -> CodeRecord | None:
         rows = self._db.read(f"{_SELECT} WHERE digest = ?", (digest,))

@@ -96,6 +96,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX codes_uncredited ON codes (redeemed_at)
         WHERE redeemed_by IS NOT NULL AND credited = 0;
     """,
+    # 5: gift purchases (credited to whoever redeems their code)
+    """
+    ALTER TABLE purchases ADD COLUMN gift INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE purchases ADD COLUMN redeemed_by TEXT;
+    ALTER TABLE purchases ADD COLUMN redeemed_at TEXT;
+    ALTER TABLE purchases ADD COLUMN void_reason TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

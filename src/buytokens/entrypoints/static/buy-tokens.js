@@ -17,7 +17,7 @@ import { handleAuthFailure, loadPackages, refreshBalance, refreshHistory, signed
 import { NetworkError } from './api.js';
 import { closeDialog, onDialogKeydown, openDialog } from './dialog.js';
 import { HOST_THEME_KEY, applyHostTheme, chooseLanguage, pickLanguage, t } from './i18n.js';
-import { loadMethods, mountStripe, pay, resumeRedirectedPayment } from './pay.js';
+import { loadMethods, mountStripe, pay, resumeRedirectedPayment, setUpGiftOption } from './pay.js';
 import { setUpRedeemForm } from './redeem.js';
 import { $, applyTranslations, hideNotice, renderPayButton, showNotice } from './render.js';
 import { handedOverToken, listenForHostToken, renewToken, setToken } from './session.js';
@@ -79,6 +79,7 @@ function start() {
   // On the document, not the dialog: while Pay is disabled the focus can fall to <body>.
   document.addEventListener('keydown', onDialogKeydown);
   $('bt-pay').addEventListener('click', pay);
+  setUpGiftOption();
   setUpRedeemForm();
   $('bt-lang').addEventListener('change', () => {
     chooseLanguage($('bt-lang', HTMLSelectElement).value);

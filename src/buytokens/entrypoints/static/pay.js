@@ -11,7 +11,8 @@ import { dialogIsOpen, openDialog } from './dialog.js';
 import { t } from './i18n.js';
 import { formatGrouped } from './money.js';
 import {
-  $, renderBalance, renderMethods, renderPayButton, selectedPackage, setError, setStatus, showNotice,
+  $, renderBalance, renderMethods, renderPayButton, selectedPackage, setError, setStatus, showGiftCode,
+  showNotice,
 } from './render.js';
 import { state } from './state.js';
 
@@ -92,6 +93,7 @@ export async function pay() {
   state.paying = true; // set before any await: a second click finds the flag raised
   renderPayButton();
   setError('');
+  showGiftCode(null);
   // One key per attempt: a retry after a network failure reuses it, so the server
   // hands back the same intent instead of creating a second one.
   state.attemptKey ??= newAttemptKey();
@@ -99,7 +101,7 @@ export async function pay() {
     setStatus(t('creating'));
     /** @type {CreatedIntent} */
     const intent = await api('POST', '/stripe/create-payment-intent', {
-      body: { packageId: pkg.id, paymentMethod: state.method },
+      body: { packageId: pkg.id, paymentMethod: state.method, gift: state.gift },
       headers: { 'Idempotency-Key': state.attemptKey },
     });
     setStatus(t('confirming'));
@@ -187,11 +189,20 @@ async function waitForCredit(paymentIntentId, purchased = null) {
     if (answer.status === 'succeeded') {
       sessionStorage.removeItem(PENDING_KEY);
       state.attemptKey = null;
+      await refreshHistory();
+      const bought = state.purchases.find((p) => p.paymentIntentId === paymentIntentId);
+      if (bought && bought.giftCode !== undefined) {
+        // A gift credits no one: show its code to pass on instead of a new balance.
+        setStatus(bought.giftCode
+          ? t('giftSuccess', { tokens: formatGrouped(bought.tokens) })
+          : t('giftPending'), 'success');
+        showGiftCode(bought.giftCode ?? null);
+        return;
+      }
       const balance = formatGrouped(state.balance ?? 0);
       setStatus(purchased
         ? t('success', { tokens: formatGrouped(purchased), balance })
         : t('successBalance', { balance }), 'success');
-      refreshHistory();
       return;
     }
     if (answer.status === 'needs_review') {
@@ -210,6 +221,29 @@ async function waitForCredit(paymentIntentId, purchased = null) {
   }
   setStatus(t('stillProcessing'));
   refreshHistory();
+}
+
+/** The "buy as a gift" box: another kind of purchase, so another idempotency key. */
+export function setUpGiftOption() {
+  const box = $('bt-gift', HTMLInputElement);
+  box.checked = state.gift;
+  box.addEventListener('change', () => {
+    state.gift = box.checked;
+    state.attemptKey = null;
+  });
+  $('bt-gift-copy').addEventListener('click', async () => {
+    const code = $('bt-gift-code').textContent ?? '';
+    try {
+      await navigator.clipboard.writeText(code);
+      $('bt-gift-copy').textContent = t('copied');
+    } catch {
+      // No clipboard (an insecure origin, a denied permission): select it for a manual copy.
+      const range = document.createRange();
+      range.selectNodeContents($('bt-gift-code'));
+      window.getSelection()?.removeAllRanges();
+      window.getSelection()?.addRange(range);
+    }
+  });
 }
 
 /** Back from Alipay's redirect (or a reload mid-payment): wait for that purchase to settle. */

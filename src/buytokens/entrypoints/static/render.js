@@ -147,11 +147,13 @@ export function renderHistory() {
     const statusCell = el('td');
     statusCell.append(status);
     const packageName = names.get(purchase.packageId) || purchase.packageId;
+    const packageCell = el('td', '', packageName + ' · ' + formatCompactTokens(purchase.tokens));
+    if (purchase.giftCode !== undefined) packageCell.append(giftLine(purchase));
     row.append(
       el('td', '', date && !Number.isNaN(date.getTime())
         ? date.toLocaleString(state.lang, { dateStyle: 'medium', timeStyle: 'short' })
         : ''),
-      el('td', '', packageName + ' · ' + formatCompactTokens(purchase.tokens)),
+      packageCell,
       el('td', 'bt-num', formatMoney(purchase.amount, purchase.currency, purchase.exponent, state.lang)),
       statusCell,
     );
@@ -159,6 +161,29 @@ export function renderHistory() {
   }
   $('bt-history-table').hidden = state.purchases.length === 0;
   $('bt-history-empty').hidden = state.purchases.length !== 0 || !state.token;
+}
+
+/**
+ * A gift row's second line: its code (or that it cannot be shown) and whether it was redeemed.
+ * @param {import('./state.js').Purchase} purchase
+ */
+function giftLine(purchase) {
+  const line = el('div', 'bt-gift-line', t('giftCodeLabel') + ': ');
+  line.append(purchase.giftCode
+    ? el('code', 'bt-gift-code', purchase.giftCode)
+    : el('span', 'bt-muted', t('giftCodeUnavailable')));
+  if (purchase.giftRedeemed) line.append(' ', el('span', 'bt-pill bt-gift-redeemed', t('giftRedeemed')));
+  return line;
+}
+
+/**
+ * Show a just-paid gift's code with its copy button; nothing (hidden) for null.
+ * @param {string | null} code
+ */
+export function showGiftCode(code) {
+  $('bt-gift-code').textContent = code ?? '';
+  $('bt-gift-copy').textContent = t('copy');
+  $('bt-gift-result').hidden = !code;
 }
 
 /** @param {string} text */

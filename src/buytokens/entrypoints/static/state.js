@@ -23,6 +23,8 @@
  * @property {number} exponent
  * @property {string} status
  * @property {string} [createdAt]
+ * @property {string | null} [giftCode] a paid gift's code (the buyer's own list only)
+ * @property {boolean | null} [giftRedeemed]
  */
 
 /** A payment method the page can take: the server offers it and Stripe.js can confirm it.
@@ -53,6 +55,7 @@ export const state = {
   /** @type {Purchase[]} */
   purchases: [],
   paying: false,
+  gift: false, // the dialog's "buy as a gift" box
   /** @type {string | null} */
   attemptKey: null,
   /** @type {import('@stripe/stripe-js').Stripe | null} */

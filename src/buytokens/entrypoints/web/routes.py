@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from buytokens.domain.catalogue import Catalogue
 from buytokens.domain.errors import BuyTokensError
 from buytokens.domain.money import currency_exponent
+from buytokens.domain.purchases import Purchase
 from buytokens.entrypoints.container import Container
 from buytokens.entrypoints.web.auth import AuthenticatedUser, Authenticator
 from buytokens.entrypoints.web.provider_lane import ProviderLane
@@ -43,6 +44,7 @@ from buytokens.services.buying import (
     purchases_of,
     recorded_check,
 )
+from buytokens.services.gifts import GiftCodes, gift_code_of
 from buytokens.services.webhooks import WebhookDependencies, receive_webhook
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -169,6 +171,7 @@ async def create_intent(
                 body.paymentMethod,
                 idempotency_key=idempotency_key,
                 email=user.email,
+                gift=body.gift,
             )
         )
     except IDEMPOTENCY_KEY_ERRORS as exc:
@@ -219,27 +222,39 @@ def balance(user: User, store: StoreDep) -> BalanceResponse:
 @router.get(
     "/api/custom/stripe/purchases",
     response_model=PurchasesResponse,
+    response_model_exclude_unset=True,
     responses=_errors(401),
     tags=["balance"],
 )
 @inject
-def purchases(user: User, store: StoreDep) -> PurchasesResponse:
-    """The caller's own purchases, newest first."""
+def purchases(
+    user: User,
+    store: StoreDep,
+    gifts: Annotated[GiftCodes | None, Depends(Provided[Container.gift_codes])],
+) -> PurchasesResponse:
+    """The caller's own purchases, newest first; a paid gift shows its code (to its buyer
+    only: this list is the buyer's own) and whether it was redeemed."""
     return PurchasesResponse(
-        purchases=[
-            PurchaseOut(
-                paymentIntentId=p.payment_intent_id,
-                packageId=p.package_id,
-                tokens=p.tokens,
-                amount=None if p.price is None else p.price.amount,
-                currency=None if p.price is None else p.price.currency,
-                exponent=None if p.price is None else p.price.exponent,
-                status=p.status.value,
-                createdAt=p.created_at.isoformat(),
-            )
-            for p in purchases_of(store, user.id)
-        ]
+        success=True, purchases=[_purchase_out(p, gifts) for p in purchases_of(store, user.id)]
     )
+
+
+def _purchase_out(p: Purchase, gifts: GiftCodes | None) -> PurchaseOut:
+    out = PurchaseOut(
+        paymentIntentId=p.payment_intent_id,
+        packageId=p.package_id,
+        tokens=p.tokens,
+        amount=None if p.price is None else p.price.amount,
+        currency=None if p.price is None else p.price.currency,
+        exponent=None if p.price is None else p.price.exponent,
+        status=p.status.value,
+        createdAt=p.created_at.isoformat(),
+    )
+    view = None if gifts is None else gift_code_of(gifts, p)
+    if view is not None:
+        out.giftCode = None if view.code is None else view.code.display()
+        out.giftRedeemed = view.redeemed
+    return out
 
 
 @router.post(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 
 class _Strict(BaseModel):
@@ -55,6 +55,11 @@ class CreateIntentRequest(_Strict):
 
     packageId: str = Field(min_length=1, max_length=64)  # noqa: N815
     paymentMethod: str = Field(min_length=1, max_length=32)  # noqa: N815
+    gift: StrictBool = Field(
+        default=False,
+        description="buy the package as a gift: the purchase becomes a gift code, "
+        "shown in the buyer's purchase list, instead of a credit",
+    )
 
 
 class CreateIntentResponse(BaseModel):
@@ -102,6 +107,13 @@ class PurchaseOut(BaseModel):
     exponent: int | None  # decimal places of the currency's minor unit, as Stripe counts them
     status: str
     createdAt: str  # noqa: N815
+    giftCode: str | None = Field(  # noqa: N815
+        default=None,
+        description="a paid gift's code, for its buyer only (absent for other purchases)",
+    )
+    giftRedeemed: bool | None = Field(  # noqa: N815
+        default=None, description="whether someone redeemed the gift's code (gifts only)"
+    )
 
 
 class PurchasesResponse(BaseModel):
