@@ -253,7 +253,7 @@ def build_use_cases(
     """Every use case's dependencies over these parts; concurrent checks of one intent
     share a call to the provider. Without ``gifts`` nothing can be bought as a gift."""
     shared = SingleFlightPaymentGateway(gateway)
-    crediting = CreditingDependencies(stores.store, catalogue, clock, gifts)
+    crediting = CreditingDependencies(stores.store, catalogue, clock, gifts, stores.promos)
     events = crediting
     return UseCaseDependencies(
         catalogue,
@@ -267,6 +267,7 @@ def build_use_cases(
             clock,
             ids,
             gifts,
+            stores.promos,
         ),
         CheckingDependencies(crediting, shared),
         WebhookDependencies(shared, events),
