@@ -30,6 +30,7 @@ from buytokens.adapters.memory import InMemoryBalanceRepository
 from buytokens.adapters.memory_codes import InMemoryRedemptionCodes
 from buytokens.adapters.system import SystemClock
 from buytokens.services.codes import CodeDesk, create_codes
+from buytokens.services.promos import create_promo
 from buytokens.testing.demo import Demo, running_demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -706,3 +707,41 @@ def test_a_gift_bought_on_the_page_is_redeemed_by_another_user(
     assert shopper.balance() == 0
     page.reload()
     expect(page.locator("#bt-history-body tr .bt-gift-redeemed")).to_have_text("已兑换")
+
+
+def test_a_promo_code_shows_the_discounted_price_before_paying_and_on_success(
+    shopper: Shopper,
+) -> None:
+    """A 20 %-off code on 500K: the preview and the Pay button say ¥28.00 before paying; the
+    payment credits the full 500,000 tokens and says what the code saved; a refused code
+    says why."""
+    code = f"PAGE-{uuid.uuid4().hex[:8].upper()}"
+    create_promo(shopper.demo.container.promo_desk(), code, percent_off=20)
+    page = shopper.open()
+    shopper.open_dialog()
+    shopper.choose("package_500k")
+    page.locator("#bt-promo-code").fill("no-such-code")
+    page.get_by_role("button", name="使用", exact=True).click()
+    expect(page.locator("#bt-promo-result")).to_contain_text("优惠码不可用")
+    expect(page.locator("#bt-pay-label")).to_have_text("支付 ¥35.00")
+    page.locator("#bt-promo-code").fill(code.lower())
+    page.locator("#bt-promo-code").press("Enter")
+    expect(page.locator("#bt-promo-result")).to_have_text(
+        f"已使用优惠码 {code}：¥28.00（立减 ¥7.00）"
+    )
+    expect(page.locator("#bt-pay-label")).to_have_text("支付 ¥28.00")
+    shopper.choose("package_1m")  # another package is priced again
+    expect(page.locator("#bt-pay-label")).to_have_text("支付 ¥44.00")
+    shopper.choose("package_500k")
+    expect(page.locator("#bt-pay-label")).to_have_text("支付 ¥28.00")
+    screenshot(page, "promo-applied")
+    shopper.enter_card(SUCCESS_CARD)
+    page.locator("#bt-pay").click()
+    expect(page.locator("#bt-status")).to_contain_text("支付成功", timeout=20_000)
+    expect(page.locator("#bt-status")).to_contain_text("节省了 ¥7.00")
+    expect(page.locator("#bt-balance")).to_have_text("500,000")
+    page.keyboard.press("Escape")
+    row = page.locator("#bt-history-body tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("¥28.00")
+    assert shopper.balance() == 500_000

@@ -19,6 +19,7 @@ from buytokens.ports.balances import BalanceRepository
 from buytokens.ports.checkout import CheckoutKeys
 from buytokens.ports.clock import Clock, IdSource
 from buytokens.ports.payments import PaymentGateway
+from buytokens.ports.promos import PromoCodes
 from buytokens.services.admin import ApprovalDependencies, GrantDependencies
 from buytokens.services.buying import BuyingDependencies, CheckingDependencies
 from buytokens.services.crediting import CreditingDependencies
@@ -36,11 +37,12 @@ def wire(
     keys: CheckoutKeys | None = None,
     ids: IdSource | None = None,
     gifts: GiftCodes | None = None,
+    promos: PromoCodes | None = None,
 ) -> UseCaseDependencies:
     """The use cases on ``gateway`` and ``clock``; an in-memory store and keys by default."""
     store = store if store is not None else InMemoryBalanceRepository(clock)
     ids = ids if ids is not None else SequentialIdSource()
-    crediting = CreditingDependencies(store, catalogue, clock, gifts)
+    crediting = CreditingDependencies(store, catalogue, clock, gifts, promos)
     events = crediting
     return UseCaseDependencies(
         catalogue,
@@ -54,6 +56,7 @@ def wire(
             clock,
             ids,
             gifts,
+            promos,
         ),
         CheckingDependencies(crediting, gateway),
         WebhookDependencies(gateway, events),

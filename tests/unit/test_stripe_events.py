@@ -75,6 +75,35 @@ def test_succeeded_intent_becomes_payment_succeeded_with_its_metadata() -> None:
     )
 
 
+PROMO_METADATA = {
+    "userId": "user-1",
+    "packageId": "package_500k",
+    "purchaseId": "k1",
+    "promoCode": "SPRING-20",
+}
+
+
+@pytest.mark.parametrize(
+    ("discount", "parsed"), [("700", 700), ("-7", None), ("7.5", None), ("", None), (7, None)]
+)
+def test_a_promo_checkout_carries_its_code_discount_and_purchase_id(
+    discount: object, parsed: int | None
+) -> None:
+    """promoCode, purchaseId and a whole-number discountAmount come through; anything else
+    as a discount is None (and the crediting rules then refuse to guess)."""
+    metadata = {**PROMO_METADATA, "discountAmount": discount}
+    subject = intent(status="succeeded", amount=2800, metadata=metadata)
+    paid = translate_event(event("payment_intent.succeeded", subject)).payment_event
+    assert isinstance(paid, PaymentSucceeded)
+    assert (paid.purchase_id, paid.promo_code, paid.discount_amount) == ("k1", "SPRING-20", parsed)
+    canceled = translate_event(event("payment_intent.canceled", {**subject, "status": "canceled"}))
+    assert isinstance(canceled.payment_event, PaymentAttempted)
+    assert (canceled.payment_event.purchase_id, canceled.payment_event.promo_code) == (
+        "k1",
+        "SPRING-20",
+    )
+
+
 def test_event_time_is_timezone_aware_utc() -> None:
     """occurred_at is an aware UTC datetime, never a naive local one."""
     received = translate_event(event("payment_intent.succeeded", intent()))

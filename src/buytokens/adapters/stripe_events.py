@@ -226,6 +226,9 @@ def _succeeded(
         package_id=_text(metadata, "packageId"),
         occurred_at=occurred_at,
         gift=metadata.get("gift") == "true",
+        purchase_id=_text(metadata, "purchaseId"),
+        promo_code=_text(metadata, "promoCode"),
+        discount_amount=_whole(metadata.get("discountAmount")),
     )
 
 
@@ -240,13 +243,25 @@ def _attempted(
         error = intent.get("last_payment_error")
         if isinstance(error, Mapping):
             failure_message = _text(error, "message")
+    metadata = intent.get("metadata")
+    if not isinstance(metadata, Mapping):
+        metadata = {}
     return PaymentAttempted(
         event_id=event_id,
         payment_intent_id=intent_id,
         outcome=outcome,
         occurred_at=occurred_at,
         failure_message=failure_message,
+        purchase_id=_text(metadata, "purchaseId"),
+        promo_code=_text(metadata, "promoCode"),
     )
+
+
+def _whole(value: object) -> int | None:
+    """A metadata value (Stripe keeps text) as a whole number of minor units, or None."""
+    if not isinstance(value, str) or not value.isdecimal() or len(value) > 18:
+        return None
+    return int(value)
 
 
 def _refunded(

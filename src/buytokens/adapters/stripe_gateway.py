@@ -214,7 +214,7 @@ class StripePaymentGateway:
         Raises ``UnsupportedPaymentMethod`` before calling Stripe when the method is
         not enabled or cannot pay in the package's currency.
         """
-        price = request.package.price
+        price = request.amount
         offered = offered_payment_methods(price.currency, self._payment_methods)
         method = require_payment_method(request.method.value, price.currency, offered)
         localstripe = self._is_localstripe()
@@ -231,6 +231,9 @@ class StripePaymentGateway:
         }
         if request.gift:
             params["metadata"]["gift"] = "true"
+        if request.promo_code is not None:
+            params["metadata"]["promoCode"] = request.promo_code
+            params["metadata"]["discountAmount"] = str(request.discount)
         if request.receipt_email and not localstripe:
             params["receipt_email"] = request.receipt_email
         if method is PaymentMethod.WECHAT_PAY:

@@ -8,6 +8,7 @@ import attrs
 
 from buytokens.domain.catalogue import PaymentMethod, TokenPackage
 from buytokens.domain.events import PaymentEvent
+from buytokens.domain.money import Money
 
 
 @attrs.frozen
@@ -25,6 +26,20 @@ class IntentRequest:
     receipt_email: str | None = None
     return_url: str | None = None
     gift: bool = False  # the provider must say so in the intent's signed metadata
+    promo_code: str | None = None  # metadata ``promoCode``; the price is then ``amount``
+    discount: int = 0  # minor units the code takes off (metadata ``discountAmount``)
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 <= self.discount < self.package.price.amount:
+            raise ValueError(f"a discount of {self.discount} does not fit the package's price")
+        if (self.discount > 0) != (self.promo_code is not None):
+            raise ValueError("a discount comes with its promo code, and only with one")
+
+    @property
+    def amount(self) -> Money:
+        """What the intent charges: the package's price less the promo code's discount."""
+        price = self.package.price
+        return Money(price.amount - self.discount, price.currency)
 
 
 @attrs.frozen

@@ -101,14 +101,18 @@ def decide(
     now: datetime,
     *,
     taken_back: int,
+    promo_refusal: str | None = None,
 ) -> Decision:
     """Decide what ``event`` changes, given the stored purchase (None if never seen).
+
+    ``promo_refusal`` says why a succeeded payment's promo code use could not be
+    counted (its limits were full): the purchase then goes to review, crediting nothing.
 
     ``taken_back`` is what the purchase's take-backs actually took from the
     balance so far (see ``taken_back``), the most a release can give back.
     """
     if isinstance(event, PaymentSucceeded):
-        return _on_succeeded(current, event, catalogue, now, taken_back)
+        return _on_succeeded(current, event, catalogue, now, taken_back, promo_refusal)
     if isinstance(event, PaymentAttempted):
         return _on_attempted(current, event, now)
     if isinstance(event, ChargeRefunded):
@@ -127,12 +131,20 @@ def taken_back(entries: Iterable[LedgerEntry]) -> int:
 _TAKEBACK_KINDS = frozenset({EntryKind.REFUND, EntryKind.DISPUTE})
 
 
+def _promo_price(price: Money, discount: int | None) -> tuple[Money, str | None]:
+    """A never-seen intent's price with its signed discount, or the problem with it."""
+    if discount is None or not 0 < discount < price.amount:
+        return price, f"the promo code's discountAmount metadata {discount!r} does not fit"
+    return Money(price.amount - discount, price.currency), None
+
+
 def _on_succeeded(
     current: Purchase | None,
     event: PaymentSucceeded,
     catalogue: Catalogue,
     now: datetime,
     taken: int,
+    promo_refusal: str | None,
 ) -> Decision:
     if current is not None and current.succeeded:
         return Decision(Disposition.DUPLICATE)
@@ -153,6 +165,10 @@ def _on_succeeded(
             problem = f"unknown package {event.package_id!r}"
         else:
             tokens, price = package.tokens, package.price
+            if event.promo_code is not None:
+                price, problem = _promo_price(price, event.discount_amount)
+    if problem is None and promo_refusal is not None:
+        problem = promo_refusal
     if problem is None and price is not None and event.amount != price:
         problem = f"paid {_describe(event.amount)} but the package costs {_describe(price)}"
     merged = attrs.evolve(

@@ -27,6 +27,13 @@ class PaymentSucceeded:
     occurred_at: datetime
     gift: bool = False
     """The metadata says the purchase is a gift: it credits no one until redeemed."""
+    purchase_id: str | None = None
+    """Our checkout's id (metadata ``purchaseId``), which keys its promo code use."""
+    promo_code: str | None = None
+    """The promo code the checkout applied (metadata ``promoCode``), if any."""
+    discount_amount: int | None = None
+    """What the code took off the package's price, in minor units (``discountAmount``);
+    None when absent or not a whole number. Only meaningful with ``promo_code``."""
 
 
 class AttemptOutcome(enum.StrEnum):
@@ -46,6 +53,8 @@ class PaymentAttempted:
     outcome: AttemptOutcome
     occurred_at: datetime
     failure_message: str | None = None
+    purchase_id: str | None = None  # metadata ``purchaseId``
+    promo_code: str | None = None  # metadata ``promoCode``: a failure or cancel releases its use
 
 
 @attrs.frozen

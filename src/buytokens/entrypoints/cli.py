@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
@@ -21,6 +21,7 @@ from buytokens.domain.purchases import Purchase
 from buytokens.entrypoints.container import Container, create_container
 from buytokens.services.admin import approve_purchase, grant_tokens, purchases_to_review
 from buytokens.services.codes import create_codes, list_codes
+from buytokens.services.promos import PromoListing, create_promo, disable_promo, list_promos
 from buytokens.services.reconciliation import ReconcileOutcome, ReconcileReport, reconcile
 
 _HINTS = {NOT_APPROVABLE: "; use `buytokens grant` instead"}
@@ -104,6 +105,32 @@ def _count(value: str) -> int:
     return count
 
 
+def _percent(value: str) -> int:
+    percent = _whole_number(value, "--percent-off")
+    if not 1 <= percent <= 100:
+        raise argparse.ArgumentTypeError(f"--percent-off must be 1-100, got {_shown(value)}")
+    return percent
+
+
+def _positive(option: str) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        number = _whole_number(value, option)
+        if number < 1 or len(str(number)) > _MAX_DIGITS // 2:
+            raise argparse.ArgumentTypeError(
+                f"{option} must be a positive whole number, got {_shown(value)}"
+            )
+        return number
+
+    return parse
+
+
+def _package_ids(value: str) -> list[str]:
+    ids = [part.strip() for part in value.split(",") if part.strip()]
+    if not ids:
+        raise argparse.ArgumentTypeError("--packages needs at least one package id")
+    return ids
+
+
 def _reason(value: str) -> str:
     try:
         return check_reason(value)
@@ -151,6 +178,39 @@ def _window(value: str) -> timedelta:
             f"got {_shown(value)}"
         )
     return window
+
+
+def _add_promo_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
+    promo = commands.add_parser("promo", help="define, list and disable promo codes")
+    promo_commands = promo.add_subparsers(dest="promo_command", required=True, parser_class=_Parser)
+    promo_create = promo_commands.add_parser(
+        "create", help="a promo code (case-insensitive) with exactly one kind of discount"
+    )
+    promo_create.add_argument("code", help="3-32 letters, digits, '-' or '_'")
+    discount = promo_create.add_mutually_exclusive_group(required=True)
+    discount.add_argument("--percent-off", type=_percent, help="whole percent off the price, 1-100")
+    discount.add_argument(
+        "--amount-off",
+        type=_positive("--amount-off"),
+        help="minor units off the price, in the catalogue's currency",
+    )
+    promo_create.add_argument(
+        "--packages", type=_package_ids, help="comma-separated package ids (default: all)"
+    )
+    promo_create.add_argument(
+        "--max-redemptions", type=_positive("--max-redemptions"), help="paid uses in all"
+    )
+    promo_create.add_argument(
+        "--per-user", type=_positive("--per-user"), default=1, help="uses per buyer (default 1)"
+    )
+    promo_create.add_argument(
+        "--expires", type=_moment, help="ISO-8601 date or time, UTC unless it says otherwise"
+    )
+    promo_commands.add_parser("list", help="the codes with their paid uses and live holds")
+    promo_disable = promo_commands.add_parser(
+        "disable", help="refuse a code from now on (purchases already made keep their price)"
+    )
+    promo_disable.add_argument("code")
 
 
 def _parser() -> _Parser:
@@ -209,6 +269,7 @@ def _parser() -> _Parser:
     code_list.add_argument(
         "--limit", type=_limit, default=1000, help="rows at most, newest first (default 1000)"
     )
+    _add_promo_commands(commands)
     doctor = commands.add_parser(
         "doctor", help="check the environment, the store and Stripe, and say what to fix"
     )
@@ -283,6 +344,8 @@ def _run(args: argparse.Namespace, container: Container) -> int:
         return run_doctor(container, Mode(args.mode) if args.mode else None)
     elif args.command == "codes":
         return _codes(args, container)
+    elif args.command == "promo":
+        return _promo(args, container)
     elif args.command == "reconcile":
         report = reconcile(container.reconciling(), container.clock().now() - args.since)
         print(_reconcile_report(report))
@@ -300,6 +363,59 @@ def _codes(args: argparse.Namespace, container: Container) -> int:
         records = list_codes(desk, unredeemed_only=args.unredeemed, limit=args.limit)
         print(_codes_table(records, desk.clock.now()))
     return 0
+
+
+def _promo(args: argparse.Namespace, container: Container) -> int:
+    desk = container.promo_desk()
+    if args.promo_command == "create":
+        promo = create_promo(
+            desk,
+            args.code,
+            percent_off=args.percent_off,
+            amount_off=args.amount_off,
+            package_ids=args.packages,
+            max_redemptions=args.max_redemptions,
+            per_user=args.per_user,
+            expires_at=args.expires,
+        )
+        print(f"{promo.code}: {promo.discount.describe()}")
+    elif args.promo_command == "disable":
+        promo = disable_promo(desk, args.code)
+        print(f"{promo.code}: disabled")
+    else:
+        print(_promo_table(list_promos(desk)))
+    return 0
+
+
+def _promo_table(listings: Sequence[PromoListing]) -> str:
+    if not listings:
+        return "no promo codes"
+    rows = [
+        (
+            item.promo.code,
+            item.promo.discount.describe(),
+            ",".join(sorted(item.promo.package_ids)) if item.promo.package_ids else "all",
+            "" if item.promo.max_redemptions is None else f"{item.promo.max_redemptions:,}",
+            str(item.promo.per_user),
+            str(item.usage.paid),
+            str(item.usage.held),
+            _when(item.promo.expires_at),
+            "disabled" if item.promo.disabled else "active",
+        )
+        for item in listings
+    ]
+    header = (
+        "code",
+        "discount",
+        "packages",
+        "max",
+        "per user",
+        "paid",
+        "held",
+        "expires (UTC)",
+        "state",
+    )
+    return _table(header, rows)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -19,12 +19,14 @@ from buytokens.adapters.memory import (
     InMemoryCheckoutKeys,
 )
 from buytokens.adapters.memory_codes import InMemoryRedemptionCodes
+from buytokens.adapters.memory_promos import InMemoryPromoCodes
 from buytokens.adapters.single_flight import SingleFlightPaymentGateway
 from buytokens.adapters.sqlite.checkout_keys import SqliteCheckoutKeys
 from buytokens.adapters.sqlite.codes import SqliteRedemptionCodes
 from buytokens.adapters.sqlite.engine import SqliteDatabase
 from buytokens.adapters.sqlite.inspection import SqliteStoreInspector
 from buytokens.adapters.sqlite.journal import SqliteEventJournal
+from buytokens.adapters.sqlite.promos import SqlitePromoCodes
 from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.adapters.stripe_account import StripeAccount
 from buytokens.adapters.stripe_gateway import (
@@ -45,11 +47,13 @@ from buytokens.ports.clock import Clock, IdSource
 from buytokens.ports.codes import RedemptionCodes
 from buytokens.ports.diagnostics import PaymentAccount, StoreInspector
 from buytokens.ports.payments import PaymentGateway
+from buytokens.ports.promos import PromoCodes
 from buytokens.services.admin import ApprovalDependencies, GrantDependencies
 from buytokens.services.buying import BuyingDependencies, CheckingDependencies
 from buytokens.services.codes import CodeDesk
 from buytokens.services.crediting import CreditingDependencies
 from buytokens.services.gifts import GiftCodes
+from buytokens.services.promos import PromoDesk
 from buytokens.services.reconciliation import ReconcileDependencies
 from buytokens.services.webhooks import WebhookDependencies
 
@@ -73,6 +77,7 @@ class Stores:
     close: Callable[[], None] = _nothing_to_close  # releases connections and files
     durable: bool = True  # False: everything stored is lost when the process ends
     codes: RedemptionCodes = attrs.field(kw_only=True)
+    promos: PromoCodes = attrs.field(kw_only=True)
 
 
 def build_catalogue(settings: Settings) -> Catalogue:
@@ -133,6 +138,7 @@ def open_memory_stores(clock: Clock) -> Stores:
         MEMORY_URI,
         durable=False,
         codes=InMemoryRedemptionCodes(),
+        promos=InMemoryPromoCodes(),
     )
 
 
@@ -146,6 +152,7 @@ def open_sqlite_stores(path: str | os.PathLike[str], clock: Clock) -> Stores:
         MEMORY_URI,
         sqlite.close,
         codes=SqliteRedemptionCodes(sqlite),
+        promos=SqlitePromoCodes(sqlite),
     )
 
 
@@ -155,6 +162,7 @@ def open_mongo_stores(uri: str, clock: Clock) -> Stores:
     from buytokens.adapters.mongo.codes import MongoRedemptionCodes  # noqa: PLC0415
     from buytokens.adapters.mongo.connection import connect_mongo  # noqa: PLC0415
     from buytokens.adapters.mongo.journal import MongoEventJournal  # noqa: PLC0415
+    from buytokens.adapters.mongo.promos import MongoPromoCodes  # noqa: PLC0415
     from buytokens.adapters.mongo.store import MongoBalanceRepository  # noqa: PLC0415
 
     database = connect_mongo(uri)
@@ -171,6 +179,7 @@ def open_mongo_stores(uri: str, clock: Clock) -> Stores:
         _nothing_to_close if client is None else client.close,
         durable=real,
         codes=MongoRedemptionCodes(database),
+        promos=MongoPromoCodes(database),
     )
 
 
@@ -244,7 +253,7 @@ def build_use_cases(
     """Every use case's dependencies over these parts; concurrent checks of one intent
     share a call to the provider. Without ``gifts`` nothing can be bought as a gift."""
     shared = SingleFlightPaymentGateway(gateway)
-    crediting = CreditingDependencies(stores.store, catalogue, clock, gifts)
+    crediting = CreditingDependencies(stores.store, catalogue, clock, gifts, stores.promos)
     events = crediting
     return UseCaseDependencies(
         catalogue,
@@ -258,6 +267,7 @@ def build_use_cases(
             clock,
             ids,
             gifts,
+            stores.promos,
         ),
         CheckingDependencies(crediting, shared),
         WebhookDependencies(shared, events),
@@ -283,6 +293,11 @@ def build_gift_codes(settings: Settings, stores: Stores) -> GiftCodes | None:
 def build_code_desk(stores: Stores, clock: Clock) -> CodeDesk:
     """The bundle the code use cases run on: the stores' codes and balances."""
     return CodeDesk(stores.codes, stores.store, clock)
+
+
+def build_promo_desk(stores: Stores, catalogue: Catalogue, clock: Clock) -> PromoDesk:
+    """The bundle the promo code use cases run on: the stores' promo codes and the catalogue."""
+    return PromoDesk(stores.promos, catalogue, clock)
 
 
 DOCTOR_MONGO_TIMEOUT_MS = 3_000

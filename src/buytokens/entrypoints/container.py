@@ -11,6 +11,7 @@ from buytokens.entrypoints.composition import (
     build_gateway,
     build_gift_codes,
     build_payment_account,
+    build_promo_desk,
     build_store_inspector,
     build_stores,
     build_use_cases,
@@ -49,6 +50,7 @@ class Container(containers.DeclarativeContainer):
     granting = providers.Singleton(lambda use_cases: use_cases.granting, use_cases)
     approving = providers.Singleton(lambda use_cases: use_cases.approving, use_cases)
     code_desk = providers.Singleton(build_code_desk, stores, clock)
+    promo_desk = providers.Singleton(build_promo_desk, stores, catalogue, clock)
     authenticator = providers.Singleton(build_authenticator, settings)
     store_inspector = providers.Singleton(build_store_inspector, settings)
     payment_account = providers.Singleton(build_payment_account, settings)

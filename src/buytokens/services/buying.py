@@ -23,13 +23,16 @@ from buytokens.domain.checkout import IntentRequest, IntentSnapshot
 from buytokens.domain.errors import IdempotencyConflict, NotFound, RetryableError, UserError
 from buytokens.domain.events import AttemptOutcome
 from buytokens.domain.money import Money
+from buytokens.domain.promotions import PromoRejection, refuse, require_promo_code
 from buytokens.domain.purchases import Purchase, PurchaseStatus
 from buytokens.ports.balances import BalanceRepository
 from buytokens.ports.checkout import CheckoutKeys
 from buytokens.ports.clock import Clock, IdSource
 from buytokens.ports.payments import PaymentGateway
+from buytokens.ports.promos import PromoCodes
 from buytokens.services.crediting import CreditingDependencies, apply_payment_event
 from buytokens.services.gifts import GiftCodes, index_gift
+from buytokens.services.promos import PromoDesk, hold_promo
 
 # A reservation whose request never finished (the process died) may be taken over
 # after this long; the derived purchase id keeps the provider call idempotent.
@@ -56,6 +59,8 @@ class BuyingDependencies:
     ids: IdSource
     gifts: GiftCodes | None = None
     """Where gift codes are indexed; without it nothing can be bought as a gift."""
+    promos: PromoCodes | None = None
+    """Promo codes and their uses; without it every promo code is unknown."""
 
 
 @attrs.frozen
@@ -72,6 +77,7 @@ class CreatedIntent:
 
     snapshot: IntentSnapshot
     amount: Money
+    discount: Money | None = None  # what a promo code took off the package's price
 
 
 @attrs.frozen
@@ -140,6 +146,7 @@ def create_payment_intent(
     idempotency_key: str | None = None,
     email: str | None = None,
     gift: bool = False,
+    promo_code: str | None = None,
 ) -> CreatedIntent:
     """Create a payment intent for a catalogue package, priced on the server only.
 
@@ -151,16 +158,28 @@ def create_payment_intent(
 
     With ``gift`` the purchase credits no one when paid: its code (see
     ``services.gifts``) credits whoever redeems it.
+
+    With ``promo_code`` the intent charges the discounted price, after the checkout
+    took a hold on one use of the code (InvalidPromoCode when the code refuses it);
+    the hold is released if the intent cannot be created.
     """
     package = deps.catalogue.get(package_id)
     method = require_payment_method(method_name, deps.catalogue.currency, deps.payment_methods)
     if gift and deps.gifts is None:
         raise UserError("gifts cannot be bought on this server", code="gifts_unavailable")
+    if promo_code is not None:
+        promo_code = require_promo_code(promo_code)
+        if deps.promos is None:
+            raise refuse(PromoRejection.UNKNOWN, "there is no such promo code")
     if idempotency_key is None:
-        return _create(deps, deps.ids.new_id(), user_id, package, method, email, gift)
+        return _create(deps, deps.ids.new_id(), user_id, package, method, email, gift, promo_code)
     if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
         raise InvalidIdempotencyKey(MAX_IDEMPOTENCY_KEY)
-    fingerprint = f"{package.id}/{method.value}" + ("/gift" if gift else "")
+    fingerprint = (
+        f"{package.id}/{method.value}"
+        + ("/gift" if gift else "")
+        + (f"/promo:{promo_code}" if promo_code else "")
+    )
     now = deps.clock.now()
     existing = deps.keys.reserve(user_id, idempotency_key, fingerprint, now)
     if existing is not None:
@@ -168,12 +187,12 @@ def create_payment_intent(
             raise IdempotencyKeyReused(existing.fingerprint)
         if existing.payment_intent_id is not None:
             snapshot = deps.gateway.retrieve_payment_intent(existing.payment_intent_id)
-            return CreatedIntent(snapshot, package.price)
+            return _created_before(deps, snapshot, package.price)
         if now - existing.reserved_at < STALE_RESERVATION:
             raise RequestInProgress()
     purchase_id = _purchase_id(user_id, idempotency_key)
     try:
-        created = _create(deps, purchase_id, user_id, package, method, email, gift)
+        created = _create(deps, purchase_id, user_id, package, method, email, gift, promo_code)
     except BaseException:
         deps.keys.release(user_id, idempotency_key)
         raise
@@ -186,6 +205,16 @@ def _purchase_id(user_id: str, idempotency_key: str) -> str:
     return f"k{digest[:32]}"
 
 
+def _created_before(
+    deps: BuyingDependencies, snapshot: IntentSnapshot, price: Money
+) -> CreatedIntent:
+    """An intent an earlier request with the same key created, at the price it was given."""
+    purchase = deps.store.get_purchase(snapshot.id)
+    if purchase is None or purchase.price is None or purchase.price == price:
+        return CreatedIntent(snapshot, price)
+    return CreatedIntent(snapshot, purchase.price, price - purchase.price)
+
+
 def _create(
     deps: BuyingDependencies,
     purchase_id: str,
@@ -194,20 +223,46 @@ def _create(
     method: PaymentMethod,
     email: str | None,
     gift: bool = False,
+    promo_code: str | None = None,
 ) -> CreatedIntent:
-    snapshot = deps.gateway.create_payment_intent(
-        IntentRequest(purchase_id, user_id, package, method, receipt_email=email, gift=gift)
+    discount = 0
+    if promo_code is not None:
+        assert deps.promos is not None
+        desk = PromoDesk(deps.promos, deps.catalogue, deps.clock)
+        priced, _use = hold_promo(desk, promo_code, user_id, purchase_id, package.id)
+        discount = priced.discount.amount
+    request = IntentRequest(
+        purchase_id,
+        user_id,
+        package,
+        method,
+        receipt_email=email,
+        gift=gift,
+        promo_code=promo_code,
+        discount=discount,
     )
+    try:
+        snapshot = deps.gateway.create_payment_intent(request)
+    except BaseException:
+        if promo_code is not None:
+            assert deps.promos is not None
+            deps.promos.release(purchase_id)
+        raise
+    if promo_code is not None:
+        assert deps.promos is not None
+        deps.promos.attach_intent(purchase_id, snapshot.id)
     now = deps.clock.now()
     if gift:
         assert deps.gifts is not None
         index_gift(deps.gifts, snapshot.id, user_id, package.tokens, now)  # before the purchase
     deps.store.add_purchase(
         Purchase.pending(
-            snapshot.id, user_id, package.id, package.tokens, package.price, now, gift=gift
+            snapshot.id, user_id, package.id, package.tokens, request.amount, now, gift=gift
         )
     )
-    return CreatedIntent(snapshot, package.price)
+    if promo_code is None:
+        return CreatedIntent(snapshot, request.amount)
+    return CreatedIntent(snapshot, request.amount, Money(discount, request.amount.currency))
 
 
 def check_payment_intent(

@@ -14,12 +14,16 @@ from buytokens.domain.catalogue import Catalogue
 from buytokens.domain.checkout import Delivery, ReceivedEvent
 from buytokens.domain.crediting import Decision, Disposition, decide, taken_back
 from buytokens.domain.errors import ConcurrentUpdate
-from buytokens.domain.events import PaymentEvent, PaymentSucceeded
+from buytokens.domain.events import AttemptOutcome, PaymentAttempted, PaymentEvent, PaymentSucceeded
 from buytokens.domain.ledger import LedgerEntry
+from buytokens.domain.promo_uses import PaymentOutcome
+from buytokens.domain.promotions import normal_promo_code
 from buytokens.domain.purchases import Purchase
 from buytokens.ports.balances import BalanceRepository
 from buytokens.ports.clock import Clock
+from buytokens.ports.promos import PromoCodes
 from buytokens.services.gifts import GiftCodes, index_gift
+from buytokens.services.promos import count_payment
 
 # Each retry re-reads the purchase; contention on one intent is a handful of
 # concurrent deliveries at most, so a conflict that persists this long is a fault.
@@ -35,6 +39,8 @@ class CreditingDependencies:
     clock: Clock
     gifts: GiftCodes | None = None
     """Where a paid gift's code is indexed, for gift intents this store never saw."""
+    promos: PromoCodes | None = None
+    """Where promo code uses are counted (paid) and released (failed or canceled)."""
 
 
 @attrs.frozen
@@ -62,9 +68,17 @@ def apply_payment_event(
 
     if isinstance(event, PaymentSucceeded) and event.gift:
         _index_gift(deps, event)
+    refusal = _promo_use(deps, event)
 
     def decide_now(current: Purchase | None, taken: int) -> Decision:
-        return decide(current, event, deps.catalogue, deps.clock.now(), taken_back=taken)
+        return decide(
+            current,
+            event,
+            deps.catalogue,
+            deps.clock.now(),
+            taken_back=taken,
+            promo_refusal=refusal,
+        )
 
     def delivered(disposition: Disposition) -> Delivery | None:
         if received is None:
@@ -72,6 +86,35 @@ def apply_payment_event(
         return Delivery.of(received, disposition.value, deps.clock.now())
 
     return settle(deps.store, event.payment_intent_id, decide_now, delivered)
+
+
+def _promo_use(deps: CreditingDependencies, event: PaymentEvent) -> str | None:
+    """Count a succeeded payment's promo code use, or release a failed or canceled one's.
+
+    Runs before the purchase is written, so a crash in between leaves the use
+    counted and the redelivery finds it counted already. Returns why the use could
+    not be counted (the code's limits were full), which sends the purchase to review.
+    """
+    if deps.promos is None or not isinstance(event, PaymentSucceeded | PaymentAttempted):
+        return None
+    code = normal_promo_code(event.promo_code)
+    if code is None:
+        return None
+    checkout_id = event.purchase_id or event.payment_intent_id
+    if isinstance(event, PaymentAttempted):
+        if event.outcome in (AttemptOutcome.FAILED, AttemptOutcome.CANCELED):
+            deps.promos.release(checkout_id)
+        return None
+    current = deps.store.get_purchase(event.payment_intent_id)
+    if current is not None and current.succeeded:
+        return None  # a redelivery: the first delivery counted it
+    user_id = (current.user_id if current is not None else None) or event.user_id
+    if user_id is None:
+        return None  # flagged for review for its missing metadata
+    decision = count_payment(
+        deps.promos, code, user_id, checkout_id, event.payment_intent_id, deps.clock.now()
+    )
+    return decision.reason if decision.outcome is PaymentOutcome.OVER_LIMIT else None
 
 
 def _index_gift(deps: CreditingDependencies, event: PaymentSucceeded) -> None:

@@ -105,8 +105,8 @@ class InMemoryPaymentGateway:
     # -- the port -------------------------------------------------------------
 
     def create_payment_intent(self, request: IntentRequest) -> IntentSnapshot:
-        """Create (or, for a known ``purchase_id``, return) the intent for the package's price."""
-        price = request.package.price
+        """Create (or, for a known ``purchase_id``, return) the intent for the request's amount."""
+        price = request.amount
         offered = offered_payment_methods(price.currency, self._payment_methods)
         method = require_payment_method(request.method.value, price.currency, offered)
         with self._lock:
@@ -116,6 +116,8 @@ class InMemoryPaymentGateway:
                 request.package,
                 method,
                 request.receipt_email,
+                request.promo_code,
+                request.discount,
             )
             known = self._by_purchase.get(request.purchase_id)
             if known is not None:
@@ -143,6 +145,11 @@ class InMemoryPaymentGateway:
                     "tokens": str(request.package.tokens),
                     "purchaseId": request.purchase_id,
                     **({"gift": "true"} if request.gift else {}),
+                    **(
+                        {"promoCode": request.promo_code, "discountAmount": str(request.discount)}
+                        if request.promo_code is not None
+                        else {}
+                    ),
                 },
                 "receipt_email": request.receipt_email,
                 "last_payment_error": None,

@@ -103,6 +103,36 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE purchases ADD COLUMN redeemed_at TEXT;
     ALTER TABLE purchases ADD COLUMN void_reason TEXT;
     """,
+    # 6: promo codes and their uses; see adapters/sqlite/promos.py
+    """
+    CREATE TABLE promo_codes (
+        code TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('percent', 'amount')),
+        value INTEGER NOT NULL CHECK (value > 0),
+        currency TEXT,
+        package_ids TEXT,
+        max_redemptions INTEGER CHECK (max_redemptions > 0),
+        per_user INTEGER NOT NULL CHECK (per_user > 0),
+        expires_at TEXT,
+        created_at TEXT NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE promo_uses (
+        checkout_id TEXT PRIMARY KEY,
+        code TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('held', 'paid', 'released')),
+        held_until TEXT NOT NULL,
+        ticket INTEGER,
+        user_ticket INTEGER,
+        payment_intent_id TEXT
+    );
+    CREATE INDEX promo_uses_live ON promo_uses (code) WHERE state <> 'released';
+    CREATE UNIQUE INDEX promo_uses_ticket ON promo_uses (code, ticket)
+        WHERE state <> 'released' AND ticket IS NOT NULL;
+    CREATE UNIQUE INDEX promo_uses_user_ticket ON promo_uses (code, user_id, user_ticket)
+        WHERE state <> 'released';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -17,7 +17,9 @@ import { handleAuthFailure, loadPackages, refreshBalance, refreshHistory, signed
 import { NetworkError } from './api.js';
 import { closeDialog, onDialogKeydown, openDialog } from './dialog.js';
 import { HOST_THEME_KEY, applyHostTheme, chooseLanguage, pickLanguage, t } from './i18n.js';
-import { loadMethods, mountStripe, pay, resumeRedirectedPayment, setUpGiftOption } from './pay.js';
+import {
+  loadMethods, mountStripe, pay, resumeRedirectedPayment, setUpGiftOption, setUpPromoField,
+} from './pay.js';
 import { setUpRedeemForm } from './redeem.js';
 import { $, applyTranslations, hideNotice, renderPayButton, showNotice } from './render.js';
 import { handedOverToken, listenForHostToken, renewToken, setToken } from './session.js';
@@ -80,6 +82,7 @@ function start() {
   document.addEventListener('keydown', onDialogKeydown);
   $('bt-pay').addEventListener('click', pay);
   setUpGiftOption();
+  setUpPromoField();
   setUpRedeemForm();
   $('bt-lang').addEventListener('change', () => {
     chooseLanguage($('bt-lang', HTMLSelectElement).value);

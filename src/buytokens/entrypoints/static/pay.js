@@ -11,8 +11,8 @@ import { dialogIsOpen, openDialog } from './dialog.js';
 import { t } from './i18n.js';
 import { formatGrouped } from './money.js';
 import {
-  $, renderBalance, renderMethods, renderPayButton, selectedPackage, setError, setStatus, showGiftCode,
-  showNotice,
+  $, catalogueMoney, renderBalance, renderMethods, renderPayButton, selectedPackage, setError, setStatus,
+  showGiftCode, showNotice,
 } from './render.js';
 import { state } from './state.js';
 
@@ -25,6 +25,7 @@ import { state } from './state.js';
  * @typedef {object} CreatedIntent
  * @property {string} clientSecret
  * @property {string} paymentIntentId
+ * @property {number} [discountAmount] what the promo code took off, in minor units
  */
 
 /**
@@ -99,9 +100,10 @@ export async function pay() {
   state.attemptKey ??= newAttemptKey();
   try {
     setStatus(t('creating'));
+    const promo = state.promo && state.promo.packageId === pkg.id ? state.promo.code : null;
     /** @type {CreatedIntent} */
     const intent = await api('POST', '/stripe/create-payment-intent', {
-      body: { packageId: pkg.id, paymentMethod: state.method, gift: state.gift },
+      body: { packageId: pkg.id, paymentMethod: state.method, gift: state.gift, ...(promo ? { promoCode: promo } : {}) },
       headers: { 'Idempotency-Key': state.attemptKey },
     });
     setStatus(t('confirming'));
@@ -114,7 +116,7 @@ export async function pay() {
       refreshHistory();
       return;
     }
-    await waitForCredit(intent.paymentIntentId, pkg.tokens);
+    await waitForCredit(intent.paymentIntentId, pkg.tokens, intent.discountAmount ?? null);
   } catch (error) {
     setStatus('');
     if (error instanceof NetworkError) {
@@ -164,8 +166,9 @@ async function confirmWithStripe(stripe, card, intent) {
  * Poll the return check until the purchase settles, showing the outcome.
  * @param {string} paymentIntentId
  * @param {number | null} [purchased] the package's tokens, when this page just paid for it
+ * @param {number | null} [discount] what a promo code took off this payment, minor units
  */
-async function waitForCredit(paymentIntentId, purchased = null) {
+async function waitForCredit(paymentIntentId, purchased = null, discount = null) {
   setStatus(t('processing'));
   for (let attempt = 0; attempt < POLL_ATTEMPTS; attempt += 1) {
     /** @type {IntentCheck} */
@@ -200,9 +203,10 @@ async function waitForCredit(paymentIntentId, purchased = null) {
         return;
       }
       const balance = formatGrouped(state.balance ?? 0);
-      setStatus(purchased
+      const saved = discount ? ' ' + t('promoSaved', { discount: catalogueMoney(discount) }) : '';
+      setStatus((purchased
         ? t('success', { tokens: formatGrouped(purchased), balance })
-        : t('successBalance', { balance }), 'success');
+        : t('successBalance', { balance })) + saved, 'success');
       return;
     }
     if (answer.status === 'needs_review') {
@@ -244,6 +248,59 @@ export function setUpGiftOption() {
       window.getSelection()?.addRange(range);
     }
   });
+}
+
+/**
+ * The promo code field: "Apply" asks the server for the selected package's price with the
+ * code; choosing another package asks again. A code is another purchase, so another key.
+ */
+export function setUpPromoField() {
+  const input = $('bt-promo-code', HTMLInputElement);
+  $('bt-promo-apply').addEventListener('click', () => previewPromo(input.value.trim()));
+  input.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter') {
+      event.preventDefault();
+      previewPromo(input.value.trim());
+    }
+  });
+  // The package radios' change bubbles here after the selection is recorded.
+  $('bt-packages').addEventListener('change', () => {
+    if (state.promo || input.value.trim()) previewPromo(input.value.trim());
+  });
+}
+
+/** @param {string} code */
+async function previewPromo(code) {
+  const pkg = selectedPackage();
+  state.promo = null;
+  state.attemptKey = null;
+  renderPayButton();
+  const result = $('bt-promo-result');
+  if (!code || !pkg) {
+    result.textContent = '';
+    return;
+  }
+  result.textContent = t('promoChecking');
+  try {
+    /** @type {import('./state.js').PromoQuote} */
+    const quote = await api('GET', '/stripe/promo-codes/' + encodeURIComponent(code)
+      + '?packageId=' + encodeURIComponent(pkg.id));
+    if (selectedPackage()?.id !== quote.packageId) return; // another package was chosen meanwhile
+    state.promo = quote;
+    result.textContent = t('promoApplied', {
+      code: quote.code,
+      amount: catalogueMoney(quote.amount),
+      discount: catalogueMoney(quote.discountAmount),
+    });
+  } catch (error) {
+    if (error instanceof NetworkError) {
+      result.textContent = t('networkError');
+    } else if (!handleAuthFailure(error)) {
+      const { message, code: errorCode } = /** @type {{message?: string, code?: string}} */ (error);
+      result.textContent = t('promoRefused', { message: message || errorCode || '' });
+    }
+  }
+  renderPayButton();
 }
 
 /** Back from Alipay's redirect (or a reload mid-payment): wait for that purchase to settle. */

@@ -59,7 +59,7 @@ export function renderBalance() {
  * An amount in the catalogue's currency, read with the exponent the server sent.
  * @param {number} amount
  */
-function catalogueMoney(amount) {
+export function catalogueMoney(amount) {
   return formatMoney(amount, state.currency, state.exponent, state.lang);
 }
 
@@ -127,8 +127,9 @@ export function selectedPackage() {
 
 export function renderPayButton() {
   const pkg = selectedPackage();
+  const promo = state.promo && pkg && state.promo.packageId === pkg.id ? state.promo : null;
   $('bt-pay-label').textContent = pkg
-    ? t('payAmount', { amount: catalogueMoney(pkg.amount) })
+    ? t('payAmount', { amount: catalogueMoney(promo ? promo.amount : pkg.amount) })
     : t('pay');
   $('bt-pay', HTMLButtonElement).disabled = state.paying || !pkg || !state.stripe;
   $('bt-pay').setAttribute('aria-busy', String(state.paying));

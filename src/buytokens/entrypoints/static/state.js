@@ -27,6 +27,16 @@
  * @property {boolean | null} [giftRedeemed]
  */
 
+/**
+ * A promo code the server priced for one package (``GET /api/custom/stripe/promo-codes/{code}``).
+ * @typedef {object} PromoQuote
+ * @property {string} code
+ * @property {string} packageId
+ * @property {number} amount the discounted price
+ * @property {number} originalAmount
+ * @property {number} discountAmount
+ */
+
 /** A payment method the page can take: the server offers it and Stripe.js can confirm it.
  * @typedef {'card' | 'alipay' | 'wechat_pay'} Method
  */
@@ -56,6 +66,8 @@ export const state = {
   purchases: [],
   paying: false,
   gift: false, // the dialog's "buy as a gift" box
+  /** @type {PromoQuote | null} the applied promo code's price for the selected package */
+  promo: null,
   /** @type {string | null} */
   attemptKey: null,
   /** @type {import('@stripe/stripe-js').Stripe | null} */

@@ -31,7 +31,7 @@ from buytokens.domain.errors import (
     UserError,
 )
 from buytokens.entrypoints.container import Container, create_container
-from buytokens.entrypoints.web import code_routes, routes
+from buytokens.entrypoints.web import code_routes, promo_routes, routes
 from buytokens.entrypoints.web.auth import Unauthorized
 from buytokens.entrypoints.web.maintenance import lifespan
 from buytokens.entrypoints.web.page import build_page_router
@@ -88,7 +88,7 @@ def error_response(
 def create_app(container: Container | None = None) -> FastAPI:
     """Build the app on ``container`` (from the environment when omitted). No I/O here."""
     container = container or create_container()
-    container.wire(modules=[routes, code_routes])
+    container.wire(modules=[routes, code_routes, promo_routes])
     app = FastAPI(
         title="buytokens",
         version=__version__,
@@ -98,6 +98,7 @@ def create_app(container: Container | None = None) -> FastAPI:
     app.state.container = container
     app.include_router(routes.router)
     app.include_router(code_routes.router)
+    app.include_router(promo_routes.router)
     app.include_router(build_page_router(container.settings()))
     _install_error_handlers(app)
     _install_request_log(app)

@@ -141,6 +141,7 @@ def payment_methods(user: User, buying: BuyingDep) -> PaymentMethodsResponse:
 @router.post(
     "/api/custom/stripe/create-payment-intent",
     response_model=CreateIntentResponse,
+    response_model_exclude_none=True,
     responses=_errors(400, 401, 402, 409, 422, 429, 502, 503, 504),
     tags=["checkout"],
 )
@@ -157,7 +158,10 @@ async def create_intent(
     """Create a payment intent for a package; the price comes from the catalogue only.
 
     The same ``Idempotency-Key`` from the same user returns the same intent; the
-    same key for another package or method is a 409.
+    same key for another package or method is a 409. With ``promoCode`` the intent
+    charges the discounted price and the answer adds ``discountAmount``; a code that
+    is unknown, expired, disabled, used up, not for this package or already used by
+    the caller is 400 ``invalid_promo_code`` (the message says which).
     """
     limiter.hit(user.id, request.client.host if request.client else None)
     # Stripe may hang: on the lane's threads, never on the shared pool.
@@ -172,6 +176,7 @@ async def create_intent(
                 idempotency_key=idempotency_key,
                 email=user.email,
                 gift=body.gift,
+                promo_code=body.promoCode,
             )
         )
     except IDEMPOTENCY_KEY_ERRORS as exc:
@@ -183,6 +188,7 @@ async def create_intent(
         exponent=created.amount.exponent,
         paymentIntentId=created.snapshot.id,
         status=created.snapshot.status,
+        discountAmount=None if created.discount is None else created.discount.amount,
     )
 
 

@@ -60,6 +60,12 @@ class CreateIntentRequest(_Strict):
         description="buy the package as a gift: the purchase becomes a gift code, "
         "shown in the buyer's purchase list, instead of a credit",
     )
+    promoCode: str | None = Field(  # noqa: N815
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="a promo code (any case): the intent charges the discounted price",
+    )
 
 
 class CreateIntentResponse(BaseModel):
@@ -72,6 +78,23 @@ class CreateIntentResponse(BaseModel):
     exponent: int  # decimal places of the currency's minor unit, as Stripe counts them
     paymentIntentId: str  # noqa: N815
     status: str
+    discountAmount: int | None = Field(  # noqa: N815
+        default=None,
+        description="what the promo code took off the package's price, in minor units "
+        "(only with a promo code); amount is the discounted price",
+    )
+
+
+class PromoPreviewResponse(BaseModel):
+    """A package's price with a promo code, before paying; amounts in minor units."""
+
+    success: Literal[True] = True
+    code: str  # the code's normal (upper-case) form
+    packageId: str  # noqa: N815
+    amount: int  # the discounted price
+    originalAmount: int  # noqa: N815
+    discountAmount: int  # noqa: N815
+    currency: str
 
 
 class IntentStatusResponse(BaseModel):
