@@ -19,8 +19,9 @@ import stripe
 
 from buytokens.adapters.stripe_gateway import StripePaymentGateway, translated_stripe_errors
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE, PaymentMethod
-from buytokens.domain.checkout import IntentRequest
+from buytokens.domain.checkout import CancelOutcome, IntentRequest
 from buytokens.domain.errors import (
+    GatewayRejected,
     GatewayUnavailable,
     InvalidWebhook,
     NotFound,
@@ -291,6 +292,40 @@ def test_unreachable_provider_is_gateway_unavailable(harness: Harness) -> None:
         gateway.retrieve_payment_intent("pi_doesnotexist0000000")
     with pytest.raises(GatewayUnavailable):
         list(gateway.events_since(datetime.now(UTC)))
+
+
+# -- canceling intents ---------------------------------------------------------
+
+
+def test_a_canceled_intent_stays_canceled_and_cannot_be_paid(harness: Harness) -> None:
+    """Cancel is idempotent, and the customer can no longer pay the intent."""
+    created = harness.gateway.create_payment_intent(intent_request())
+    assert harness.gateway.cancel_payment_intent(created.id) is CancelOutcome.CANCELED
+    assert harness.gateway.cancel_payment_intent(created.id) is CancelOutcome.CANCELED
+    assert harness.gateway.retrieve_payment_intent(created.id).status == "canceled"
+    with pytest.raises(GatewayRejected):
+        harness.pay(created.id, PAYING_CARD)
+    assert harness.gateway.retrieve_payment_intent(created.id).status == "canceled"
+
+
+def test_a_paid_intent_cannot_be_canceled_and_stays_paid(harness: Harness) -> None:
+    """Too late is an answer, not an error: the payment stands."""
+    created = harness.gateway.create_payment_intent(intent_request())
+    harness.pay(created.id, PAYING_CARD)
+    assert harness.gateway.cancel_payment_intent(created.id) is CancelOutcome.TOO_LATE
+    assert harness.gateway.retrieve_payment_intent(created.id).status == "succeeded"
+
+
+def test_canceling_an_unknown_intent_is_not_found(harness: Harness) -> None:
+    with pytest.raises(NotFound):
+        harness.gateway.cancel_payment_intent("pi_doesnotexist0000000")
+    with pytest.raises(NotFound):
+        harness.gateway.cancel_payment_intent("../customers")
+
+
+def test_canceling_at_an_unreachable_provider_is_gateway_unavailable(harness: Harness) -> None:
+    with pytest.raises(GatewayUnavailable):
+        harness.unreachable().cancel_payment_intent("pi_doesnotexist0000000")
 
 
 @pytest.mark.parametrize("harness", ["memory"], indirect=True)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from datetime import datetime
 
-from buytokens.domain.checkout import IntentRequest, IntentSnapshot, ReceivedEvent
+from buytokens.domain.checkout import CancelOutcome, IntentRequest, IntentSnapshot, ReceivedEvent
 from buytokens.ports.payments import PaymentGateway
 
 
@@ -18,7 +18,7 @@ class SingleFlightPaymentGateway:
     same id while it runs waits for that call's outcome (snapshot or error) instead
     of calling again, so a page polled from ten tabs costs one request. A call that
     starts after the previous one ended asks the provider afresh. Everything else
-    passes straight through: creating an intent has its own idempotency, and
+    passes straight through: creating and canceling an intent are idempotent, and
     parsing a webhook never calls the provider.
     """
 
@@ -58,6 +58,10 @@ class SingleFlightPaymentGateway:
     def create_payment_intent(self, request: IntentRequest) -> IntentSnapshot:
         """Passed through: the purchase id keys the provider's own idempotency."""
         return self._inner.create_payment_intent(request)
+
+    def cancel_payment_intent(self, payment_intent_id: str) -> CancelOutcome:
+        """Passed through: canceling is idempotent at the provider."""
+        return self._inner.cancel_payment_intent(payment_intent_id)
 
     def parse_webhook(self, payload: bytes, signature_header: str | None) -> ReceivedEvent:
         """Passed through; no provider call."""

@@ -28,7 +28,7 @@ from buytokens.adapters.stripe_server import (
     probe_localstripe,
 )
 from buytokens.domain.catalogue import PaymentMethod, require_payment_method
-from buytokens.domain.checkout import IntentRequest, IntentSnapshot, ReceivedEvent
+from buytokens.domain.checkout import CancelOutcome, IntentRequest, IntentSnapshot, ReceivedEvent
 from buytokens.domain.errors import (
     ConfigurationError,
     GatewayRejected,
@@ -50,6 +50,9 @@ STRIPE_EVENT_HISTORY = EventHistory("Stripe", timedelta(days=30))
 """Stripe lists the events of the last 30 days only."""
 
 _INTENT_ID = re.compile(r"^pi_[A-Za-z0-9]+$")
+
+_UNCANCELABLE = frozenset({"succeeded", "processing"})
+"""Statuses in which an intent cannot be canceled: its payment stands."""
 
 # From this API version on, Stripe takes ``allowed_payment_method_types``; from
 # 2026-09-30 it refuses the older ``payment_method_types`` on create.
@@ -259,6 +262,35 @@ class StripePaymentGateway:
                     raise NotFound(f"no payment intent {payment_intent_id!r}") from exc
                 raise
         return self._snapshot(intent.to_dict())
+
+    def cancel_payment_intent(self, payment_intent_id: str) -> CancelOutcome:
+        """Cancel the intent; ``TOO_LATE`` when it succeeded or is processing.
+
+        Stripe refuses to cancel an intent that is canceled, succeeded or processing
+        (``payment_intent_unexpected_state``) and names the intent in its refusal;
+        a server that does not (localstripe) is asked for the intent's status,
+        one more call.
+        """
+        if not _INTENT_ID.match(payment_intent_id):
+            raise NotFound(f"no payment intent {payment_intent_id!r}")
+        with translated_stripe_errors("cancel a payment intent"):
+            try:
+                self._client.v1.payment_intents.cancel(payment_intent_id)
+            except stripe.InvalidRequestError as exc:
+                if exc.code == "resource_missing" or exc.http_status == 404:
+                    raise NotFound(f"no payment intent {payment_intent_id!r}") from exc
+                named = exc.error.payment_intent if exc.error is not None else None
+                status = (
+                    named.status
+                    if named is not None
+                    else self._client.v1.payment_intents.retrieve(payment_intent_id).status
+                )
+                if status == "canceled":
+                    return CancelOutcome.CANCELED
+                if status in _UNCANCELABLE:
+                    return CancelOutcome.TOO_LATE
+                raise
+        return CancelOutcome.CANCELED
 
     def parse_webhook(self, payload: bytes, signature_header: str | None) -> ReceivedEvent:
         """Verify the signature over the raw bytes (SDK check, 300 s tolerance) and translate."""

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import NoReturn
 
 from buytokens.adapters.stripe_events import parse_signed_event
-from buytokens.domain.checkout import IntentRequest, IntentSnapshot, ReceivedEvent
+from buytokens.domain.checkout import CancelOutcome, IntentRequest, IntentSnapshot, ReceivedEvent
 from buytokens.domain.errors import ConfigurationError
 
 
@@ -21,6 +21,9 @@ class UnconfiguredPaymentGateway:
         _refuse()
 
     def retrieve_payment_intent(self, payment_intent_id: str) -> IntentSnapshot:
+        _refuse()
+
+    def cancel_payment_intent(self, payment_intent_id: str) -> CancelOutcome:
         _refuse()
 
     def parse_webhook(self, payload: bytes, signature_header: str | None) -> ReceivedEvent:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
 import attrs
@@ -51,6 +52,13 @@ class IntentSnapshot:
     status: str  # the provider's own status, e.g. "requires_payment_method", "succeeded"
     event: PaymentEvent | None  # the status as a payment event, None while nothing happened
     next_action: dict[str, object] | None = None  # what the page must do next (redirect, QR)
+
+
+class CancelOutcome(enum.StrEnum):
+    """What asking the provider to cancel a payment intent came to."""
+
+    CANCELED = "canceled"  # canceled now, or it was already
+    TOO_LATE = "too_late"  # it succeeded or is processing: the payment stands
 
 
 @attrs.frozen

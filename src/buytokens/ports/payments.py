@@ -8,7 +8,7 @@ from typing import Protocol
 
 import attrs
 
-from buytokens.domain.checkout import IntentRequest, IntentSnapshot, ReceivedEvent
+from buytokens.domain.checkout import CancelOutcome, IntentRequest, IntentSnapshot, ReceivedEvent
 
 
 @attrs.frozen
@@ -37,6 +37,16 @@ class PaymentGateway(Protocol):
 
     def retrieve_payment_intent(self, payment_intent_id: str) -> IntentSnapshot:
         """The intent as the provider has it now; ``NotFound`` if it has none."""
+        ...
+
+    def cancel_payment_intent(self, payment_intent_id: str) -> CancelOutcome:
+        """Cancel the intent so that it can no longer be paid.
+
+        Idempotent: an intent canceled already is ``CANCELED`` again. One that
+        succeeded or is processing cannot be canceled: ``TOO_LATE``, not an error,
+        and the payment stands. ``NotFound`` if the provider has no such intent;
+        ``GatewayUnavailable`` when the provider cannot be reached (try again later).
+        """
         ...
 
     def parse_webhook(self, payload: bytes, signature_header: str | None) -> ReceivedEvent:

@@ -9,7 +9,14 @@ from datetime import datetime
 import attrs
 
 from buytokens.domain.catalogue import Catalogue
-from buytokens.domain.errors import ConcurrentUpdate, InvalidPromoDefinition, NotFound
+from buytokens.domain.checkout import CancelOutcome
+from buytokens.domain.errors import (
+    BuyTokensError,
+    ConcurrentUpdate,
+    GatewayUnavailable,
+    InvalidPromoDefinition,
+    NotFound,
+)
 from buytokens.domain.money import Money
 from buytokens.domain.promo_uses import (
     HoldDecision,
@@ -31,6 +38,7 @@ from buytokens.domain.promotions import (
     require_promo_code,
 )
 from buytokens.ports.clock import Clock
+from buytokens.ports.payments import PaymentGateway
 from buytokens.ports.promos import PromoCodes
 
 # Each round is lost only to a checkout that took a ticket meanwhile; a code has
@@ -188,11 +196,53 @@ def count_payment(
     raise ConcurrentUpdate(f"promo code {code} is in great demand; try again")
 
 
-def sweep_holds(desk: PromoDesk) -> Sequence[PromoUse]:
-    """Retire every expired hold; the holds retired (their intents may be canceled)."""
+@attrs.frozen
+class SweepReport:
+    """What one pass of ``sweep_holds`` did with the expired holds it found."""
+
+    retired: Sequence[PromoUse] = ()  # released; their intents canceled, or they had none
+    paying: Sequence[PromoUse] = ()  # their intents succeeded or are processing: left held
+    unreachable: Sequence[PromoUse] = ()  # the provider could not be reached: next pass
+    failed: Sequence[tuple[PromoUse, str]] = ()  # the provider refused; why, for an operator
+
+
+def sweep_holds(desk: PromoDesk, payments: PaymentGateway) -> SweepReport:
+    """Retire every expired hold, canceling its payment intent first so that it cannot be
+    paid later at the discount (docs/CODES.md, "Sweeper").
+
+    A hold is retired only once its intent is canceled (or it has none, or the
+    provider does not know it). An intent that succeeded or is processing keeps
+    its hold: its payment counts the use, or goes to review, by the usual rules.
+    When the provider cannot be reached, this pass asks it nothing more and the
+    holds with intents stay, expired (they count against no limit), for the next
+    pass. StoreUnavailable ends the pass.
+    """
     now = desk.clock.now()
     retired: list[PromoUse] = []
+    paying: list[PromoUse] = []
+    unreachable: list[PromoUse] = []
+    failed: list[tuple[PromoUse, str]] = []
     for promo in desk.promos.codes():
-        stale = expired_holds(desk.promos.live_uses(promo.code), now)
-        retired.extend(use for use in stale if desk.promos.retire(use, now))
-    return retired
+        for hold in expired_holds(desk.promos.live_uses(promo.code), now):
+            intent = hold.payment_intent_id
+            if intent is not None:
+                if unreachable:
+                    unreachable.append(hold)
+                    continue
+                try:
+                    outcome = payments.cancel_payment_intent(intent)
+                except NotFound:
+                    pass  # nothing the provider could ever take payment for
+                except GatewayUnavailable:
+                    unreachable.append(hold)
+                    continue
+                except BuyTokensError as exc:
+                    failed.append((hold, f"{exc.code}: {exc.message}"))
+                    continue
+                else:
+                    if outcome is CancelOutcome.TOO_LATE:
+                        paying.append(hold)
+                        continue
+            if desk.promos.retire(hold, now):
+                retired.append(hold)
+    return SweepReport(tuple(retired), tuple(paying), tuple(unreachable), tuple(failed))

@@ -35,7 +35,7 @@ from buytokens.adapters.stripe_events import (
 )
 from buytokens.adapters.stripe_methods import DEFAULT_PAYMENT_METHODS, offered_payment_methods
 from buytokens.domain.catalogue import PaymentMethod, require_payment_method
-from buytokens.domain.checkout import IntentRequest, IntentSnapshot, ReceivedEvent
+from buytokens.domain.checkout import CancelOutcome, IntentRequest, IntentSnapshot, ReceivedEvent
 from buytokens.domain.errors import (
     GatewayRejected,
     GatewayUnavailable,
@@ -64,6 +64,9 @@ GENERATED_SECRET: Final = _Default.SECRET
 """Default ``webhook_secret``: a fresh random secret per gateway."""
 
 StripeJson = dict[str, Any]
+
+_FINAL_OR_SETTLING = frozenset({"succeeded", "processing"})
+"""Statuses in which Stripe refuses to cancel an intent."""
 
 
 class InMemoryPaymentGateway:
@@ -166,6 +169,18 @@ class InMemoryPaymentGateway:
             self._check_available()
             return self._snapshot(self._intent(payment_intent_id))
 
+    def cancel_payment_intent(self, payment_intent_id: str) -> CancelOutcome:
+        """Cancel the intent unless it succeeded or is processing (``TOO_LATE``), like Stripe;
+        canceling it again is ``CANCELED`` again."""
+        with self._lock:
+            self._check_available()
+            intent = self._intent(payment_intent_id)
+            if intent["status"] in _FINAL_OR_SETTLING:
+                return CancelOutcome.TOO_LATE
+            if intent["status"] != "canceled":
+                self.cancel(payment_intent_id)
+            return CancelOutcome.CANCELED
+
     def parse_webhook(self, payload: bytes, signature_header: str | None) -> ReceivedEvent:
         """Verify and translate exactly as the Stripe adapter does."""
         return parse_signed_event(
@@ -185,9 +200,12 @@ class InMemoryPaymentGateway:
     # -- what the customer and the bank do ------------------------------------
 
     def succeed(self, payment_intent_id: str) -> StripeJson:
-        """The payment completes; returns the ``payment_intent.succeeded`` event."""
+        """The payment completes; returns the ``payment_intent.succeeded`` event.
+
+        A canceled intent cannot be paid: ``GatewayRejected``, as Stripe refuses it.
+        """
         with self._lock:
-            intent = self._intent(payment_intent_id)
+            intent = self._payable(payment_intent_id)
             charge_id = self._new_id("ch")
             intent.update(
                 status="succeeded",
@@ -200,7 +218,7 @@ class InMemoryPaymentGateway:
     def fail(self, payment_intent_id: str, message: str = "Your card was declined.") -> StripeJson:
         """The payment attempt fails; returns the ``payment_intent.payment_failed`` event."""
         with self._lock:
-            intent = self._intent(payment_intent_id)
+            intent = self._payable(payment_intent_id)
             intent.update(
                 status="requires_payment_method",
                 last_payment_error={"code": "card_declined", "message": message},
@@ -210,7 +228,7 @@ class InMemoryPaymentGateway:
     def start_processing(self, payment_intent_id: str) -> StripeJson:
         """The payment is submitted but not settled; returns ``payment_intent.processing``."""
         with self._lock:
-            intent = self._intent(payment_intent_id)
+            intent = self._payable(payment_intent_id)
             intent.update(status="processing", last_payment_error=None)
             return self._record(PAYMENT_INTENT_PROCESSING, intent)
 
@@ -353,6 +371,16 @@ class InMemoryPaymentGateway:
         intent = self._intents.get(payment_intent_id)
         if intent is None:
             raise NotFound(f"no payment intent {payment_intent_id!r}")
+        return intent
+
+    def _payable(self, payment_intent_id: str) -> StripeJson:
+        intent = self._intent(payment_intent_id)
+        if intent["status"] == "canceled":
+            # Stripe: payment_intent_unexpected_state, which the adapter calls a refusal.
+            raise GatewayRejected(
+                f"Stripe refused to confirm a payment intent: {payment_intent_id} "
+                "has a status of canceled"
+            )
         return intent
 
     def _dispute(self, dispute_event: Mapping[str, Any]) -> StripeJson:

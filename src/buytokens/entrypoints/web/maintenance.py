@@ -1,4 +1,5 @@
-"""Background work of a serving process: finishing writes a crash or a lost reply interrupted."""
+"""Background work of a serving process: finishing writes a crash or a lost reply interrupted,
+and retiring expired promo code holds."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from fastapi import FastAPI
 
 from buytokens.domain.errors import BuyTokensError
 from buytokens.ports.balances import UnfinishedWork
+from buytokens.ports.payments import PaymentGateway
 from buytokens.services.codes import CodeDesk, finish_redemptions
+from buytokens.services.promos import PromoDesk, sweep_holds
 
 log = logging.getLogger("buytokens.maintenance")
 
@@ -40,9 +43,28 @@ def finish_code_redemptions(desk: CodeDesk) -> None:
         log.error("an interrupted code redemption is still not credited: %s", failure)
 
 
+def sweep_promo_holds(desk: PromoDesk, payments: PaymentGateway) -> None:
+    """Cancel the intents of expired promo code holds and retire the holds; log what is left."""
+    report = sweep_holds(desk, payments)
+    if report.retired:
+        log.info("retired %d expired promo code hold(s)", len(report.retired))
+    if report.unreachable:
+        log.warning(
+            "Stripe unreachable: %d expired promo code hold(s) wait for the next pass",
+            len(report.unreachable),
+        )
+    for hold, reason in report.failed:
+        log.error(
+            "could not cancel payment intent %s of an expired promo code hold: %s",
+            hold.payment_intent_id,
+            reason,
+        )
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Finish interrupted redemptions, then run the periodic passes; stop them on shutdown.
+    """Finish interrupted redemptions and sweep expired promo code holds, then run the
+    periodic passes; stop them on shutdown.
 
     The store's own ``recover()`` runs first in each pass (MongoDB), so that the
     redemptions it finishes find their ledger entries settled.
@@ -54,10 +76,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if isinstance(store, UnfinishedWork):
         passes.append(store.recover)
     passes.append(lambda: finish_code_redemptions(desk))
+    promos = container.promo_desk()
+    payments = container.gateway()
+    passes.append(lambda: sweep_promo_holds(promos, payments))
     try:
         await asyncio.to_thread(finish_code_redemptions, desk)
     except BuyTokensError as exc:
         log.error("finishing interrupted code redemptions failed: %s: %s", exc.code, exc.message)
+    try:
+        await asyncio.to_thread(sweep_promo_holds, promos, payments)
+    except BuyTokensError as exc:
+        log.error("sweeping expired promo code holds failed: %s: %s", exc.code, exc.message)
     interval = container.settings().recovery_interval
     task = asyncio.create_task(finish_unfinished_work(passes, interval))
     try:
