@@ -423,8 +423,7 @@ def test_a_store_outage_is_503_so_stripe_retries(stack: Stack) -> None:
     intent = stack.buy("alice")
     event = stack.gateway.succeed(intent["paymentIntentId"])
     webhooks = stack.container.webhooks()
-    crediting = attrs.evolve(webhooks.events.crediting, store=Down())
-    events = attrs.evolve(webhooks.events, crediting=crediting)
+    events = attrs.evolve(webhooks.events, store=Down())
     stack.container.webhooks.override(providers.Object(attrs.evolve(webhooks, events=events)))
     try:
         response = stack.deliver(event)

@@ -13,6 +13,8 @@ Other processes on the same file wait for SQLite's write lock as usual.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -31,15 +33,48 @@ MAX_BATCH = 64
 
 
 class _Write(Generic[T]):
-    """One queued write and, once its batch is committed, what came of it."""
+    """One queued write and, once its batch is committed, what came of it.
 
-    __slots__ = ("done", "error", "result", "work")
+    A thread's write is awaited on ``done``; an event loop's on ``future``, which
+    the writer completes on that loop (``call_soon_threadsafe``).
+    """
 
-    def __init__(self, work: Callable[[sqlite3.Connection], T]) -> None:
+    __slots__ = ("done", "error", "future", "loop", "result", "work")
+
+    def __init__(
+        self, work: Callable[[sqlite3.Connection], T], future: asyncio.Future[T] | None = None
+    ) -> None:
         self.work = work
-        self.done = threading.Event()
+        self.future = future
+        self.loop = None if future is None else future.get_loop()
+        self.done = threading.Event() if future is None else None
         self.result: T | None = None
         self.error: BaseException | None = None
+
+
+def _resolve(writes: list[_Write[Any]]) -> None:
+    """Hand each write's outcome to its awaiting coroutine (on that coroutine's loop)."""
+    for write in writes:
+        future = write.future
+        if future is None or future.done():  # the request went away; its write stands
+            continue
+        if write.error is not None:
+            future.set_exception(write.error)
+        else:
+            future.set_result(write.result)
+
+
+def _answer(batch: list[_Write[Any]]) -> None:
+    """Wake every caller of a finished batch: threads one by one, each event loop once."""
+    loops: dict[asyncio.AbstractEventLoop, list[_Write[Any]]] = {}
+    for write in batch:
+        if write.done is not None:
+            write.done.set()
+        elif write.loop is not None:
+            loops.setdefault(write.loop, []).append(write)
+    for loop, writes in loops.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits these
+            loop.call_soon_threadsafe(_resolve, writes)
 
 
 class SqliteDatabase:
@@ -128,10 +163,23 @@ class SqliteDatabase:
         write = _Write(work)
         self._start_writer()
         self._queue.put(write)
-        write.done.wait()
+        write.done.wait()  # type: ignore[union-attr]
         if write.error is not None:
             raise write.error
         return write.result  # type: ignore[return-value]
+
+    async def transact_async(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``transact`` for a coroutine: awaits the durable COMMIT without blocking its loop.
+
+        The same rules hold (``work`` on the writer thread, its own savepoint when
+        the batch holds others, the answer only once the COMMIT is on disk); no
+        thread waits for it, the writer completes a future on the caller's loop.
+        If the awaiting task is cancelled, the write still runs, or has run.
+        """
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._start_writer()
+        self._queue.put(_Write(work, future))
+        return await future
 
     def _start_writer(self) -> None:
         with self._writer_lock:
@@ -165,8 +213,7 @@ class SqliteDatabase:
                 for write in batch:
                     write.error = write.error or exc
             finally:
-                for write in batch:
-                    write.done.set()
+                _answer(batch)
             if stop:
                 return
 
@@ -177,6 +224,11 @@ class SqliteDatabase:
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite store is busy: {exc}") from exc
         try:
+            if len(batch) == 1:  # no savepoint: the transaction is this write's alone
+                (write,) = batch
+                write.result = write.work(conn)
+                conn.execute("COMMIT")
+                return
             for index, write in enumerate(batch):
                 conn.execute(f"SAVEPOINT w{index}")
                 try:

@@ -33,7 +33,7 @@ from buytokens.entrypoints.web.schemas import (
     PurchasesResponse,
     WebhookResponse,
 )
-from buytokens.ports.balances import BalanceRepository
+from buytokens.ports.balances import AwaitableTransactions, BalanceRepository
 from buytokens.services.buying import (
     IDEMPOTENCY_KEY_ERRORS,
     BuyingDependencies,
@@ -43,7 +43,11 @@ from buytokens.services.buying import (
     purchases_of,
     recorded_check,
 )
-from buytokens.services.webhooks import WebhookDependencies, receive_webhook
+from buytokens.services.webhooks import (
+    WebhookDependencies,
+    receive_webhook,
+    receive_webhook_awaiting,
+)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 WEBHOOK_MAX_BYTES = 1_000_000
@@ -255,8 +259,14 @@ async def webhook(request: Request, webhooks: WebhooksDep) -> JSONResponse:
     for a transient failure Stripe should retry."""
     payload = await _read_capped(request, WEBHOOK_MAX_BYTES)
     signature = request.headers.get("stripe-signature")
-    # The store and the SDK block: run them off the event loop.
-    applied = await run_in_threadpool(receive_webhook, webhooks, payload, signature)
+    store = webhooks.events.store
+    if isinstance(store, AwaitableTransactions):
+        # The check and the parse here (as cheap as a thread hop); the store's writer
+        # reads, decides and commits, and this awaits its durable commit.
+        applied = await receive_webhook_awaiting(webhooks, store, payload, signature)
+    else:
+        # The store blocks: run it off the event loop.
+        applied = await run_in_threadpool(receive_webhook, webhooks, payload, signature)
     body = WebhookResponse(outcome=applied.disposition.value)
     return JSONResponse(body.model_dump())
 
