@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -170,8 +172,8 @@ class CountingConnection(sqlite3.Connection):
         return super().execute(sql, parameters)
 
 
-def test_awaited_credits_share_commits(tmp_path: Path) -> None:
-    """Credits awaited together from one loop reach the writer together: fewer COMMITs."""
+def test_credits_a_loop_awaits_in_one_iteration_share_one_commit(tmp_path: Path) -> None:
+    """What a loop queues during one iteration reaches the writer as one batch: one COMMIT."""
     store = SqliteBalanceRepository(
         tmp_path / "group.sqlite3", FixedClock(T0), connection_factory=CountingConnection
     )
@@ -186,7 +188,7 @@ def test_awaited_credits_share_commits(tmp_path: Path) -> None:
         )
 
     asyncio.run(credit_all())
-    assert CountingConnection.commits < 40
+    assert CountingConnection.commits == 1
     assert sum(store.balance(f"u{n}") for n in range(40)) == 40 * PACKAGE.tokens
     store.close()
 
@@ -213,4 +215,32 @@ def test_a_lone_write_takes_no_savepoint_and_a_failing_one_is_undone(tmp_path: P
     assert database.transact(lambda conn: conn.execute("DELETE FROM balances").rowcount) == 1
     assert CountingConnection.savepoints == 0
     assert database.read("SELECT user_id FROM balances", ()) == []
+    database.close()
+
+
+def test_a_loop_hands_its_writes_over_once_per_iteration(tmp_path: Path) -> None:
+    """Requests that do CPU work before writing (a signature check, a parse) still share
+    one batch: the writer is woken once the loop's iteration is over, not at each write."""
+    database = SqliteDatabase(tmp_path / "iter.sqlite3", connection_factory=CountingConnection)
+    database.transact(lambda conn: None)  # the writer is started and waiting
+    CountingConnection.commits = 0
+
+    def insert(n: int) -> Callable[[sqlite3.Connection], int]:
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("INSERT INTO balances VALUES (?, ?, 'now')", (f"u{n}", n))
+            return n
+
+        return work
+
+    async def request(n: int) -> int:
+        deadline = time.perf_counter() + 0.002  # beyond the interpreter's switch interval
+        while time.perf_counter() < deadline:
+            pass
+        return await database.transact_async(insert(n))
+
+    async def all_of_them() -> list[int]:
+        return await asyncio.gather(*(request(n) for n in range(20)))
+
+    assert asyncio.run(all_of_them()) == list(range(20))
+    assert CountingConnection.commits == 1
     database.close()

@@ -97,7 +97,9 @@ class SqliteDatabase:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._queue: queue.SimpleQueue[_Write[Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Write[Any] | list[_Write[Any]] | None] = queue.SimpleQueue()
+        # Writes an event loop queued during its current iteration, handed over at its end.
+        self._gathered: dict[asyncio.AbstractEventLoop, list[_Write[Any]]] = {}
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
         conn = self.connection()
@@ -176,10 +178,23 @@ class SqliteDatabase:
         thread waits for it, the writer completes a future on the caller's loop.
         If the awaiting task is cancelled, the write still runs, or has run.
         """
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._start_writer()
-        self._queue.put(_Write(work, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        gathered = self._gathered.get(loop)
+        if gathered is None:
+            # The first write of this loop iteration: every other request the loop runs
+            # in it joins this one, and the writer gets them all at once (one wake-up,
+            # one batch) when the iteration's ready callbacks have run.
+            gathered = self._gathered[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        gathered.append(_Write(work, future))
         return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        writes = self._gathered.pop(loop, None)
+        if writes:
+            self._start_writer()
+            self._queue.put(writes)
 
     def _start_writer(self) -> None:
         with self._writer_lock:
@@ -195,7 +210,7 @@ class SqliteDatabase:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
+            batch = first if isinstance(first, list) else [first]
             stop = False
             while len(batch) < MAX_BATCH:
                 try:
@@ -205,7 +220,10 @@ class SqliteDatabase:
                 if more is None:
                     stop = True
                     break
-                batch.append(more)
+                if isinstance(more, list):
+                    batch.extend(more)
+                else:
+                    batch.append(more)
             try:
                 conn = conn or self._open()
                 self._commit(conn, batch)
