@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -244,3 +244,43 @@ def test_a_loop_hands_its_writes_over_once_per_iteration(tmp_path: Path) -> None
     assert asyncio.run(all_of_them()) == list(range(20))
     assert CountingConnection.commits == 1
     database.close()
+
+
+class StatementLog(sqlite3.Connection):
+    """Keeps every statement sent to the file."""
+
+    statements: ClassVar[list[str]] = []
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        StatementLog.statements.append(sql.split(" ", 1)[0])
+        return super().execute(sql, parameters)
+
+
+def test_a_lone_credit_with_its_journal_line_is_seven_statements(tmp_path: Path) -> None:
+    """BEGIN, the purchase read, its insert, the balance added to and read back in one
+    statement, the ledger entry, the journal line, COMMIT."""
+    store = SqliteBalanceRepository(
+        tmp_path / "count.sqlite3", FixedClock(T0), connection_factory=StatementLog
+    )
+    event = _succeeded()
+    received = ReceivedEvent("evt_pi_1", "payment_intent.succeeded", "pi_1", event)
+    store.database.transact(lambda conn: None)  # the writer's connection is open
+    StatementLog.statements.clear()
+
+    async def credit() -> Disposition:
+        applied = await apply_payment_event_awaiting(_deps(store), store, event, received=received)
+        return applied.disposition
+
+    assert asyncio.run(credit()) == Disposition.APPLIED
+    assert StatementLog.statements == [
+        "BEGIN",
+        "SELECT",
+        "INSERT",
+        "INSERT",
+        "INSERT",
+        "INSERT",
+        "COMMIT",
+    ]
+    assert store.balance("alice") == PACKAGE.tokens
+    assert [e.balance_after for e in store.ledger("alice")] == [PACKAGE.tokens]
+    store.close()

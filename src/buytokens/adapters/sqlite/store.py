@@ -29,7 +29,7 @@ from buytokens.adapters.sqlite.engine import SqliteDatabase
 from buytokens.adapters.sqlite.journal import record_delivery
 from buytokens.domain.checkout import Delivery
 from buytokens.domain.crediting import PurchaseTransition
-from buytokens.domain.errors import ConcurrentUpdate
+from buytokens.domain.errors import ConcurrentUpdate, StoreCorrupted
 from buytokens.domain.ledger import LedgerChange, LedgerEntry
 from buytokens.domain.purchases import Purchase, PurchaseStatus
 from buytokens.domain.users import canonical_user_id
@@ -43,6 +43,16 @@ _UPSERT_BALANCE = (
     "ON CONFLICT (user_id) DO UPDATE SET token_credits = excluded.token_credits, "
     "updated_at = excluded.updated_at"
 )
+
+
+# A credit (a change that cannot be clamped) adds to the balance and reads the sum back
+# in one statement; RETURNING needs SQLite 3.35.
+_ADD_TO_BALANCE = (
+    "INSERT INTO balances (user_id, token_credits, updated_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (user_id) DO UPDATE SET token_credits = token_credits + excluded.token_credits, "
+    "updated_at = excluded.updated_at RETURNING token_credits"
+)
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
 
 
 class SqliteBalanceRepository:
@@ -170,6 +180,16 @@ class SqliteBalanceRepository:
             return self._transact(adjust)
 
     def _apply(self, conn: sqlite3.Connection, change: LedgerChange) -> LedgerEntry:
+        if change.tokens >= 0 and _RETURNING:
+            now = self._clock.now()
+            (after,) = conn.execute(
+                _ADD_TO_BALANCE, (change.user_id, change.tokens, now.isoformat())
+            ).fetchone()
+            if not isinstance(after, int):  # SQLite turns an overflowing sum into a REAL
+                raise StoreCorrupted(f"the balance of {change.user_id} would overflow")
+            entry = LedgerEntry.from_change(change, after - change.tokens, now)
+            conn.execute(INSERT_ENTRY, entry_row(entry))
+            return entry
         row = conn.execute(
             "SELECT token_credits FROM balances WHERE user_id = ?", (change.user_id,)
         ).fetchone()
