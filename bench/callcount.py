@@ -36,7 +36,7 @@ WATCHED: tuple[tuple[str, str, str], ...] = (
     ("SQL statements (Connection.execute)", "~", _EXECUTE),
     ("write transactions from threads (SqliteDatabase.transact)", "sqlite/engine.py", "transact"),
     (
-        "write transactions from the loop (SqliteDatabase.transact_async)",
+        "loop write transactions (transact_async; start and resume each count)",
         "sqlite/engine.py",
         "transact_async",
     ),
