@@ -34,9 +34,14 @@ _EXECUTE = "<method 'execute' of 'sqlite3.Connection' objects>"
 _ANYIO = "anyio/_backends/_asyncio.py"
 WATCHED: tuple[tuple[str, str, str], ...] = (
     ("SQL statements (Connection.execute)", "~", _EXECUTE),
-    ("write transactions requested (SqliteDatabase.transact)", "adapters/sqlite.py", "transact"),
-    ("group commits (SqliteDatabase._commit)", "adapters/sqlite.py", "_commit"),
-    ("reads outside the writer (SqliteDatabase.read)", "adapters/sqlite.py", "read"),
+    ("write transactions from threads (SqliteDatabase.transact)", "sqlite/engine.py", "transact"),
+    (
+        "loop write transactions (transact_async; start and resume each count)",
+        "sqlite/engine.py",
+        "transact_async",
+    ),
+    ("group commits (SqliteDatabase._commit)", "sqlite/engine.py", "_commit"),
+    ("reads outside the writer (SqliteDatabase.read)", "sqlite/engine.py", "read"),
     ("worker-thread hops (anyio WorkerThread._report_result)", _ANYIO, "_report_result"),
     ("signature checks (WebhookSignature.verify_header)", "stripe/_webhook.py", "verify_header"),
     ("HMAC-SHA256 computations (hmac.new)", "hmac.py", "new"),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar, runtime_checkable
 
 from buytokens.domain.checkout import Delivery
 from buytokens.domain.crediting import PurchaseTransition
 from buytokens.domain.ledger import LedgerChange, LedgerEntry
 from buytokens.domain.purchases import Purchase
+
+T = TypeVar("T")
 
 
 class PurchaseUnitOfWork(Protocol):
@@ -119,5 +121,24 @@ class UnfinishedWork(Protocol):
         """Finish (or cancel, where that is the rule) whatever interrupted writes left; idempotent.
 
         Cheap when there is nothing to finish: safe to call periodically.
+        """
+        ...
+
+
+@runtime_checkable
+class AwaitableTransactions(Protocol):
+    """A store that runs a whole read-decide-write on itself as one transaction, awaitably.
+
+    An event loop awaits the durable commit instead of parking a thread on it;
+    and since nothing else writes while ``work`` runs, what it read is still
+    true when its writes commit.
+    """
+
+    async def atomically(self, work: Callable[[BalanceRepository], T]) -> T:
+        """Run ``work`` against the store inside one durable write transaction.
+
+        Returns what ``work`` returned once the transaction is on disk. Whatever
+        ``work`` raises comes back with all of its writes undone. ``work`` runs
+        on another thread and must not block on anything but the store.
         """
         ...

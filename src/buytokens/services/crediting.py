@@ -6,6 +6,7 @@ with ``deps`` a ``CreditingDependencies``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import attrs
@@ -19,7 +20,7 @@ from buytokens.domain.ledger import LedgerEntry
 from buytokens.domain.promo_uses import PaymentOutcome
 from buytokens.domain.promotions import normal_promo_code
 from buytokens.domain.purchases import Purchase
-from buytokens.ports.balances import BalanceRepository
+from buytokens.ports.balances import AwaitableTransactions, BalanceRepository
 from buytokens.ports.clock import Clock
 from buytokens.ports.promos import PromoCodes
 from buytokens.services.gifts import GiftCodes, index_gift
@@ -65,11 +66,51 @@ def apply_payment_event(
     in the store write of its outcome: with the purchase's change, or on its own
     when it changed nothing.
     """
+    refusal = _prepare(deps, event)
+    return settle(deps.store, event.payment_intent_id, *_deciding(deps, event, received, refusal))
 
+
+async def apply_payment_event_awaiting(
+    deps: CreditingDependencies,
+    store: AwaitableTransactions,
+    event: PaymentEvent,
+    *,
+    received: ReceivedEvent | None = None,
+) -> Applied:
+    """``apply_payment_event`` for an event loop, on a store that reads, decides and
+    writes in one awaitable transaction (``store`` is ``deps.store`` seen as one)."""
+    if _needs_preparation(deps, event):
+        # A gift's index and a promo code's use are writes of their own, made before
+        # the purchase's: they block, so they and the rest run off the event loop.
+        return await asyncio.to_thread(apply_payment_event, deps, event, received=received)
+    return await settle_awaiting(
+        store, event.payment_intent_id, *_deciding(deps, event, received, None)
+    )
+
+
+def _needs_preparation(deps: CreditingDependencies, event: PaymentEvent) -> bool:
+    if isinstance(event, PaymentSucceeded) and event.gift and deps.gifts is not None:
+        return True
+    return (
+        deps.promos is not None
+        and isinstance(event, PaymentSucceeded | PaymentAttempted)
+        and normal_promo_code(event.promo_code) is not None
+    )
+
+
+def _prepare(deps: CreditingDependencies, event: PaymentEvent) -> str | None:
+    """The writes a payment needs before its purchase's: a gift's index, a promo use."""
     if isinstance(event, PaymentSucceeded) and event.gift:
         _index_gift(deps, event)
-    refusal = _promo_use(deps, event)
+    return _promo_use(deps, event)
 
+
+def _deciding(
+    deps: CreditingDependencies,
+    event: PaymentEvent,
+    received: ReceivedEvent | None,
+    refusal: str | None,
+) -> tuple[Callable[[Purchase | None, int], Decision], Callable[[Disposition], Delivery | None]]:
     def decide_now(current: Purchase | None, taken: int) -> Decision:
         return decide(
             current,
@@ -85,7 +126,11 @@ def apply_payment_event(
             return None
         return Delivery.of(received, disposition.value, deps.clock.now())
 
-    return settle(deps.store, event.payment_intent_id, decide_now, delivered)
+    return decide_now, delivered
+
+
+def _nothing_delivered(_: Disposition) -> Delivery | None:
+    return None
 
 
 def _promo_use(deps: CreditingDependencies, event: PaymentEvent) -> str | None:
@@ -130,7 +175,7 @@ def settle(
     store: BalanceRepository,
     payment_intent_id: str,
     decide_on: Callable[[Purchase | None, int], Decision],
-    delivered: Callable[[Disposition], Delivery | None] = lambda _: None,
+    delivered: Callable[[Disposition], Delivery | None] = _nothing_delivered,
 ) -> Applied:
     """Read the purchase and what its take-backs took, decide, and commit at the version read.
 
@@ -138,19 +183,56 @@ def settle(
     again on the fresh state, where an event already applied decides nothing.
     """
     for _ in range(MAX_ATTEMPTS):
-        current = store.get_purchase(payment_intent_id)
-        decision = decide_on(current, _taken_back(store, current))
-        delivery = delivered(decision.disposition)
-        if decision.transition is None:
-            if delivery is not None:
-                store.record_delivery(delivery)
-            return Applied(decision.disposition, current, reason=decision.reason)
         try:
-            entries = store.commit(attrs.evolve(decision.transition, delivery=delivery))
+            return settle_once(store, payment_intent_id, decide_on, delivered)
         except ConcurrentUpdate:
             continue
-        return Applied(decision.disposition, decision.transition.purchase, entries, decision.reason)
-    raise ConcurrentUpdate(
+    raise _kept_changing(payment_intent_id)
+
+
+async def settle_awaiting(
+    store: AwaitableTransactions,
+    payment_intent_id: str,
+    decide_on: Callable[[Purchase | None, int], Decision],
+    delivered: Callable[[Disposition], Delivery | None] = _nothing_delivered,
+) -> Applied:
+    """``settle`` with the read, the decision and the commit in one awaited transaction.
+
+    Nothing else writes meanwhile, so a conflict can only come from another
+    process on the same store; then the whole attempt is undone and taken again.
+    """
+
+    def once(tx: BalanceRepository) -> Applied:
+        return settle_once(tx, payment_intent_id, decide_on, delivered)
+
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            return await store.atomically(once)
+        except ConcurrentUpdate:
+            continue
+    raise _kept_changing(payment_intent_id)
+
+
+def settle_once(
+    store: BalanceRepository,
+    payment_intent_id: str,
+    decide_on: Callable[[Purchase | None, int], Decision],
+    delivered: Callable[[Disposition], Delivery | None] = _nothing_delivered,
+) -> Applied:
+    """One attempt of ``settle``: raises ``ConcurrentUpdate`` when the purchase moved meanwhile."""
+    current = store.get_purchase(payment_intent_id)
+    decision = decide_on(current, _taken_back(store, current))
+    delivery = delivered(decision.disposition)
+    if decision.transition is None:
+        if delivery is not None:
+            store.record_delivery(delivery)
+        return Applied(decision.disposition, current, reason=decision.reason)
+    entries = store.commit(attrs.evolve(decision.transition, delivery=delivery))
+    return Applied(decision.disposition, decision.transition.purchase, entries, decision.reason)
+
+
+def _kept_changing(payment_intent_id: str) -> ConcurrentUpdate:
+    return ConcurrentUpdate(
         f"payment intent {payment_intent_id} kept changing under "
         f"{MAX_ATTEMPTS} attempts; retry later"
     )

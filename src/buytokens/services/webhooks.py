@@ -12,8 +12,14 @@ import attrs
 
 from buytokens.domain.checkout import Delivery, ReceivedEvent
 from buytokens.domain.crediting import Disposition
+from buytokens.ports.balances import AwaitableTransactions, BalanceRepository
 from buytokens.ports.payments import PaymentGateway
-from buytokens.services.crediting import Applied, CreditingDependencies, apply_payment_event
+from buytokens.services.crediting import (
+    Applied,
+    CreditingDependencies,
+    apply_payment_event,
+    apply_payment_event_awaiting,
+)
 
 
 @attrs.frozen
@@ -47,3 +53,31 @@ def apply_received_event(deps: CreditingDependencies, received: ReceivedEvent) -
         deps.store.record_delivery(ignored)
         return Applied(Disposition.IGNORED, None, reason=f"{received.type} is not acted on")
     return apply_payment_event(deps, received.payment_event, received=received)
+
+
+async def receive_webhook_awaiting(
+    deps: WebhookDependencies,
+    store: AwaitableTransactions,
+    payload: bytes,
+    signature_header: str | None,
+) -> Applied:
+    """``receive_webhook`` for an event loop, on a store that transacts awaitably.
+
+    ``store`` is ``deps.events.store`` seen as ``AwaitableTransactions``. The
+    signature check and the parse run on the caller's loop; the read, the
+    decision and the write run in one store transaction, awaited; the answer
+    follows its durable commit, as ``receive_webhook``'s does.
+    """
+    received = deps.gateway.parse_webhook(payload, signature_header)
+    events = deps.events
+    if received.payment_event is None:
+        ignored = Delivery.of(received, Disposition.IGNORED.value, events.clock.now())
+
+        def journal(tx: BalanceRepository) -> None:
+            tx.record_delivery(ignored)
+
+        await store.atomically(journal)
+        return Applied(Disposition.IGNORED, None, reason=f"{received.type} is not acted on")
+    return await apply_payment_event_awaiting(
+        events, store, received.payment_event, received=received
+    )

@@ -13,6 +13,8 @@ Other processes on the same file wait for SQLite's write lock as usual.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -31,15 +33,48 @@ MAX_BATCH = 64
 
 
 class _Write(Generic[T]):
-    """One queued write and, once its batch is committed, what came of it."""
+    """One queued write and, once its batch is committed, what came of it.
 
-    __slots__ = ("done", "error", "result", "work")
+    A thread's write is awaited on ``done``; an event loop's on ``future``, which
+    the writer completes on that loop (``call_soon_threadsafe``).
+    """
 
-    def __init__(self, work: Callable[[sqlite3.Connection], T]) -> None:
+    __slots__ = ("done", "error", "future", "loop", "result", "work")
+
+    def __init__(
+        self, work: Callable[[sqlite3.Connection], T], future: asyncio.Future[T] | None = None
+    ) -> None:
         self.work = work
-        self.done = threading.Event()
+        self.future = future
+        self.loop = None if future is None else future.get_loop()
+        self.done = threading.Event() if future is None else None
         self.result: T | None = None
         self.error: BaseException | None = None
+
+
+def _resolve(writes: list[_Write[Any]]) -> None:
+    """Hand each write's outcome to its awaiting coroutine (on that coroutine's loop)."""
+    for write in writes:
+        future = write.future
+        if future is None or future.done():  # the request went away; its write stands
+            continue
+        if write.error is not None:
+            future.set_exception(write.error)
+        else:
+            future.set_result(write.result)
+
+
+def _answer(batch: list[_Write[Any]]) -> None:
+    """Wake every caller of a finished batch: threads one by one, each event loop once."""
+    loops: dict[asyncio.AbstractEventLoop, list[_Write[Any]]] = {}
+    for write in batch:
+        if write.done is not None:
+            write.done.set()
+        elif write.loop is not None:
+            loops.setdefault(write.loop, []).append(write)
+    for loop, writes in loops.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits these
+            loop.call_soon_threadsafe(_resolve, writes)
 
 
 class SqliteDatabase:
@@ -62,7 +97,9 @@ class SqliteDatabase:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._queue: queue.SimpleQueue[_Write[Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Write[Any] | list[_Write[Any]] | None] = queue.SimpleQueue()
+        # Writes an event loop queued during its current iteration, handed over at its end.
+        self._gathered: dict[asyncio.AbstractEventLoop, list[_Write[Any]]] = {}
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
         conn = self.connection()
@@ -128,10 +165,36 @@ class SqliteDatabase:
         write = _Write(work)
         self._start_writer()
         self._queue.put(write)
-        write.done.wait()
+        write.done.wait()  # type: ignore[union-attr]
         if write.error is not None:
             raise write.error
         return write.result  # type: ignore[return-value]
+
+    async def transact_async(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``transact`` for a coroutine: awaits the durable COMMIT without blocking its loop.
+
+        The same rules hold (``work`` on the writer thread, its own savepoint when
+        the batch holds others, the answer only once the COMMIT is on disk); no
+        thread waits for it, the writer completes a future on the caller's loop.
+        If the awaiting task is cancelled, the write still runs, or has run.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        gathered = self._gathered.get(loop)
+        if gathered is None:
+            # The first write of this loop iteration: every other request the loop runs
+            # in it joins this one, and the writer gets them all at once (one wake-up,
+            # one batch) when the iteration's ready callbacks have run.
+            gathered = self._gathered[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        gathered.append(_Write(work, future))
+        return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        writes = self._gathered.pop(loop, None)
+        if writes:
+            self._start_writer()
+            self._queue.put(writes)
 
     def _start_writer(self) -> None:
         with self._writer_lock:
@@ -147,7 +210,7 @@ class SqliteDatabase:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
+            batch = first if isinstance(first, list) else [first]
             stop = False
             while len(batch) < MAX_BATCH:
                 try:
@@ -157,7 +220,10 @@ class SqliteDatabase:
                 if more is None:
                     stop = True
                     break
-                batch.append(more)
+                if isinstance(more, list):
+                    batch.extend(more)
+                else:
+                    batch.append(more)
             try:
                 conn = conn or self._open()
                 self._commit(conn, batch)
@@ -165,8 +231,7 @@ class SqliteDatabase:
                 for write in batch:
                     write.error = write.error or exc
             finally:
-                for write in batch:
-                    write.done.set()
+                _answer(batch)
             if stop:
                 return
 
@@ -177,6 +242,11 @@ class SqliteDatabase:
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite store is busy: {exc}") from exc
         try:
+            if len(batch) == 1:  # no savepoint: the transaction is this write's alone
+                (write,) = batch
+                write.result = write.work(conn)
+                conn.execute("COMMIT")
+                return
             for index, write in enumerate(batch):
                 conn.execute(f"SAVEPOINT w{index}")
                 try:

@@ -10,8 +10,9 @@ ledger key is UNIQUE.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from buytokens.adapters.sqlite.codec import (
     INSERT_ENTRY,
@@ -28,17 +29,30 @@ from buytokens.adapters.sqlite.engine import SqliteDatabase
 from buytokens.adapters.sqlite.journal import record_delivery
 from buytokens.domain.checkout import Delivery
 from buytokens.domain.crediting import PurchaseTransition
-from buytokens.domain.errors import ConcurrentUpdate
+from buytokens.domain.errors import ConcurrentUpdate, StoreCorrupted
 from buytokens.domain.ledger import LedgerChange, LedgerEntry
 from buytokens.domain.purchases import Purchase, PurchaseStatus
 from buytokens.domain.users import canonical_user_id
+from buytokens.ports.balances import BalanceRepository
 from buytokens.ports.clock import Clock
+
+T = TypeVar("T")
 
 _UPSERT_BALANCE = (
     "INSERT INTO balances (user_id, token_credits, updated_at) VALUES (?, ?, ?) "
     "ON CONFLICT (user_id) DO UPDATE SET token_credits = excluded.token_credits, "
     "updated_at = excluded.updated_at"
 )
+
+
+# A credit (a change that cannot be clamped) adds to the balance and reads the sum back
+# in one statement; RETURNING needs SQLite 3.35.
+_ADD_TO_BALANCE = (
+    "INSERT INTO balances (user_id, token_credits, updated_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (user_id) DO UPDATE SET token_credits = token_credits + excluded.token_credits, "
+    "updated_at = excluded.updated_at RETURNING token_credits"
+)
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
 
 
 class SqliteBalanceRepository:
@@ -60,7 +74,7 @@ class SqliteBalanceRepository:
             )
         )
         self._clock = clock
-        self._read = self.database.read
+        self._conn: sqlite3.Connection | None = None  # set inside a writer's transaction
 
     @property
     def path(self) -> str:
@@ -70,6 +84,31 @@ class SqliteBalanceRepository:
     def close(self) -> None:
         """Close the file's connections."""
         self.database.close()
+
+    def _read(self, sql: str, params: Sequence[object]) -> list[Any]:
+        if self._conn is not None:
+            return self._conn.execute(sql, params).fetchall()
+        return self.database.read(sql, params)
+
+    def _transact(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is not None:
+            return work(self._conn)
+        return self.database.transact(work)
+
+    async def atomically(self, work: Callable[[BalanceRepository], T]) -> T:
+        """Run ``work`` on this store as one durable write transaction; await its COMMIT.
+
+        ``work`` runs on the writer thread, where no other write of this process
+        runs meanwhile: what it reads cannot change before what it writes is
+        committed (other processes wait for SQLite's write lock). Whatever it
+        raises comes back here with all of its writes undone.
+        """
+
+        def run(conn: sqlite3.Connection) -> T:
+            return work(_InTransaction(self, conn))
+
+        with self.database.guarded():
+            return await self.database.transact_async(run)
 
     # -- BalanceRepository ----------------------------------------------------
 
@@ -92,7 +131,7 @@ class SqliteBalanceRepository:
             return purchase
 
         with self.database.guarded():
-            return self.database.transact(add)
+            return self._transact(add)
 
     def commit(self, transition: PurchaseTransition) -> tuple[LedgerEntry, ...]:
         purchase = transition.purchase
@@ -121,11 +160,11 @@ class SqliteBalanceRepository:
                 ) from exc
 
         with self.database.guarded():
-            return self.database.transact(store)
+            return self._transact(store)
 
     def record_delivery(self, delivery: Delivery) -> None:
         with self.database.guarded():
-            self.database.transact(lambda conn: record_delivery(conn, delivery))
+            self._transact(lambda conn: record_delivery(conn, delivery))
 
     def record_adjustment(self, change: LedgerChange) -> LedgerEntry:
         def adjust(conn: sqlite3.Connection) -> LedgerEntry:
@@ -138,9 +177,19 @@ class SqliteBalanceRepository:
             return self._apply(conn, change)
 
         with self.database.guarded():
-            return self.database.transact(adjust)
+            return self._transact(adjust)
 
     def _apply(self, conn: sqlite3.Connection, change: LedgerChange) -> LedgerEntry:
+        if change.tokens >= 0 and _RETURNING:
+            now = self._clock.now()
+            (after,) = conn.execute(
+                _ADD_TO_BALANCE, (change.user_id, change.tokens, now.isoformat())
+            ).fetchone()
+            if not isinstance(after, int):  # SQLite turns an overflowing sum into a REAL
+                raise StoreCorrupted(f"the balance of {change.user_id} would overflow")
+            entry = LedgerEntry.from_change(change, after - change.tokens, now)
+            conn.execute(INSERT_ENTRY, entry_row(entry))
+            return entry
         row = conn.execute(
             "SELECT token_credits FROM balances WHERE user_id = ?", (change.user_id,)
         ).fetchone()
@@ -196,3 +245,12 @@ class SqliteBalanceRepository:
             "SELECT COALESCE(SUM(applied), 0) FROM ledger WHERE user_id = ?", (user_id,)
         )
         return int(rows[0][0])
+
+
+class _InTransaction(SqliteBalanceRepository):
+    """The store seen from inside one of the writer's transactions: reads and writes on it."""
+
+    def __init__(self, store: SqliteBalanceRepository, conn: sqlite3.Connection) -> None:
+        self.database = store.database
+        self._clock = store._clock
+        self._conn = conn

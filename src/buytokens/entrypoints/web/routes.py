@@ -5,14 +5,15 @@ No ``from __future__ import annotations`` here: the injector reads the
 """
 
 from functools import partial
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Header, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from buytokens.domain.catalogue import Catalogue
+from buytokens.domain.crediting import Disposition
 from buytokens.domain.errors import BuyTokensError
 from buytokens.domain.money import currency_exponent
 from buytokens.domain.purchases import Purchase
@@ -34,7 +35,7 @@ from buytokens.entrypoints.web.schemas import (
     PurchasesResponse,
     WebhookResponse,
 )
-from buytokens.ports.balances import BalanceRepository
+from buytokens.ports.balances import AwaitableTransactions, BalanceRepository
 from buytokens.services.buying import (
     IDEMPOTENCY_KEY_ERRORS,
     BuyingDependencies,
@@ -45,7 +46,11 @@ from buytokens.services.buying import (
     recorded_check,
 )
 from buytokens.services.gifts import GiftCodes, gift_code_of
-from buytokens.services.webhooks import WebhookDependencies, receive_webhook
+from buytokens.services.webhooks import (
+    WebhookDependencies,
+    receive_webhook,
+    receive_webhook_awaiting,
+)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 WEBHOOK_MAX_BYTES = 1_000_000
@@ -94,7 +99,6 @@ CatalogueDep = Annotated[Catalogue, Depends(Provided[Container.catalogue])]
 StoreDep = Annotated[BalanceRepository, Depends(Provided[Container.store])]
 BuyingDep = Annotated[BuyingDependencies, Depends(Provided[Container.buying])]
 CheckingDep = Annotated[CheckingDependencies, Depends(Provided[Container.checking])]
-WebhooksDep = Annotated[WebhookDependencies, Depends(Provided[Container.webhooks])]
 LaneDep = Annotated[ProviderLane, Depends(Provided[Container.provider_lane])]
 
 
@@ -263,23 +267,51 @@ def _purchase_out(p: Purchase, gifts: GiftCodes | None) -> PurchaseOut:
     return out
 
 
+def _webhook_answer(disposition: Disposition) -> bytes:
+    return bytes(JSONResponse(WebhookResponse(outcome=disposition.value).model_dump()).body)
+
+
+# The webhook's answers are the same bytes for every request of one outcome.
+_WEBHOOK_ANSWERS = {disposition: _webhook_answer(disposition) for disposition in Disposition}
+
+
 @router.post(
     WEBHOOK_PATH,
     response_model=WebhookResponse,
     responses=_errors(400, 413, 500, 503),
     tags=["stripe"],
 )
-@inject
-async def webhook(request: Request, webhooks: WebhooksDep) -> JSONResponse:
+async def webhook(request: Request) -> Response:
     """Stripe's signed events. 200 once the outcome is durably stored (processed, duplicate,
     ignored, or flagged for review); 400 for anything not genuinely from Stripe; 5xx only
     for a transient failure Stripe should retry."""
     payload = await _read_capped(request, WEBHOOK_MAX_BYTES)
     signature = request.headers.get("stripe-signature")
-    # The store and the SDK block: run them off the event loop.
-    applied = await run_in_threadpool(receive_webhook, webhooks, payload, signature)
-    body = WebhookResponse(outcome=applied.disposition.value)
-    return JSONResponse(body.model_dump())
+    # The provider, not an injected parameter: FastAPI then has no dependency to solve.
+    webhooks: WebhookDependencies = request.app.state.container.webhooks()
+    store = webhooks.events.store
+    if _transacts_awaitably(store):
+        # The check and the parse here (as cheap as a thread hop); the store's writer
+        # reads, decides and commits, and this awaits its durable commit.
+        applied = await receive_webhook_awaiting(
+            webhooks, cast(AwaitableTransactions, store), payload, signature
+        )
+    else:
+        # The store blocks: run it off the event loop.
+        applied = await run_in_threadpool(receive_webhook, webhooks, payload, signature)
+    return Response(_WEBHOOK_ANSWERS[applied.disposition], media_type="application/json")
+
+
+_awaitable_seen: list[tuple[object, bool]] = []
+
+
+def _transacts_awaitably(store: object) -> bool:
+    """Whether ``store`` is ``AwaitableTransactions``; remembered for the last store asked."""
+    if _awaitable_seen and _awaitable_seen[0][0] is store:
+        return _awaitable_seen[0][1]
+    answer = isinstance(store, AwaitableTransactions)
+    _awaitable_seen[:] = [(store, answer)]
+    return answer
 
 
 async def _read_capped(request: Request, limit: int) -> bytes:
