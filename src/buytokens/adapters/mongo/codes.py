@@ -12,18 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
+from buytokens.adapters.mongo.codec import parse_time, time_text
 from buytokens.adapters.mongo.connection import MongoDatabase
 from buytokens.domain.codes import CodeKind, CodeRecord, check_gift_index, check_same_gift
 from buytokens.domain.errors import StoreCorrupted, StoreUnavailable, UserError
 from buytokens.domain.users import canonical_user_id
 
 CODES = "buytokens_codes"
-_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 class MongoRedemptionCodes:
@@ -70,7 +70,7 @@ class MongoRedemptionCodes:
                 {
                     "$set": {
                         "redeemedBy": canonical_user_id(user_id),
-                        "redeemedAt": _time(at),
+                        "redeemedAt": time_text(at),
                         "creditPending": True,
                     }
                 },
@@ -113,17 +113,8 @@ def _guard() -> Iterator[None]:
         raise StoreUnavailable(f"MongoDB failed on {CODES}: {exc}") from exc
 
 
-def _time(value: datetime) -> str:
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).strftime(_FORMAT)
-
-
-def _parse(value: Any) -> datetime:
-    return datetime.strptime(str(value), _FORMAT).replace(tzinfo=UTC)
-
-
 def _maybe(value: Any) -> datetime | None:
-    return None if value is None else _parse(value)
+    return None if value is None else parse_time(value)
 
 
 def _document(r: CodeRecord) -> dict[str, Any]:
@@ -133,8 +124,8 @@ def _document(r: CodeRecord) -> dict[str, Any]:
         "kind": r.kind.value,
         "tokens": r.tokens,
         "reason": r.reason,
-        "createdAt": _time(r.created_at),
-        "expiresAt": None if r.expires_at is None else _time(r.expires_at),
+        "createdAt": time_text(r.created_at),
+        "expiresAt": None if r.expires_at is None else time_text(r.expires_at),
         "paymentIntentId": r.payment_intent_id,
         "buyerId": r.buyer_id,
         "redeemedBy": None,
@@ -150,7 +141,7 @@ def _record(doc: Mapping[str, Any]) -> CodeRecord:
             hint=str(doc["hint"]),
             kind=CodeKind(doc["kind"]),
             tokens=int(doc["tokens"]),
-            created_at=_parse(doc["createdAt"]),
+            created_at=parse_time(doc["createdAt"]),
             expires_at=_maybe(doc.get("expiresAt")),
             reason=str(doc.get("reason", "")),
             payment_intent_id=doc.get("paymentIntentId"),

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from buytokens.adapters.mongo.codec import parse_time, time_text
 from buytokens.adapters.mongo.connection import MongoDatabase
 from buytokens.domain.errors import StoreCorrupted, StoreUnavailable, UserError
 from buytokens.domain.money import Money
@@ -26,7 +27,6 @@ from buytokens.domain.promotions import AmountOff, PercentOff, PromoCode
 
 PROMO_CODES = "buytokens_promo_codes"
 PROMO_USES = "buytokens_promo_uses"
-_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 class MongoPromoCodes:
@@ -133,23 +133,14 @@ def _guard() -> Iterator[None]:
         raise StoreUnavailable(f"MongoDB failed on the promo codes: {exc}") from exc
 
 
-def _time(value: datetime) -> str:
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).strftime(_FORMAT)
-
-
-def _parse(value: Any) -> datetime:
-    return datetime.strptime(str(value), _FORMAT).replace(tzinfo=UTC)
-
-
 def _code_document(p: PromoCode) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "_id": p.code,
         "packageIds": None if p.package_ids is None else sorted(p.package_ids),
         "maxRedemptions": p.max_redemptions,
         "perUser": p.per_user,
-        "expiresAt": None if p.expires_at is None else _time(p.expires_at),
-        "createdAt": _time(p.created_at),
+        "expiresAt": None if p.expires_at is None else time_text(p.expires_at),
+        "createdAt": time_text(p.created_at),
         "disabled": p.disabled,
     }
     if isinstance(p.discount, PercentOff):
@@ -173,11 +164,11 @@ def _code(doc: Mapping[str, Any]) -> PromoCode:
         return PromoCode(
             code=str(doc["_id"]),
             discount=discount,
-            created_at=_parse(doc["createdAt"]),
+            created_at=parse_time(doc["createdAt"]),
             package_ids=None if packages is None else [str(p) for p in packages],
             max_redemptions=None if limit is None else int(limit),
             per_user=int(doc["perUser"]),
-            expires_at=None if expires is None else _parse(expires),
+            expires_at=None if expires is None else parse_time(expires),
             disabled=bool(doc.get("disabled", False)),
         )
     except (KeyError, TypeError, ValueError, UserError) as exc:
@@ -190,7 +181,7 @@ def _use_document(u: PromoUse) -> dict[str, Any]:
         "code": u.code,
         "userId": u.user_id,
         "state": u.state.value,
-        "heldUntil": _time(u.held_until),
+        "heldUntil": time_text(u.held_until),
         "paymentIntentId": u.payment_intent_id,
     }
     if u.state is not UseState.RELEASED:
@@ -215,7 +206,7 @@ def _use(doc: Mapping[str, Any]) -> PromoUse:
             checkout_id=str(doc["_id"]),
             user_id=str(doc["userId"]),
             state=UseState(doc["state"]),
-            held_until=_parse(doc["heldUntil"]),
+            held_until=parse_time(doc["heldUntil"]),
             ticket=None if ticket is None else int(ticket),
             user_ticket=None if user_ticket is None else int(user_ticket),
             payment_intent_id=doc.get("paymentIntentId"),
