@@ -123,6 +123,41 @@ def test_tickets_are_unique_among_live_uses_only(promos: PromoCodes) -> None:
     assert {u.checkout_id for u in promos.live_uses("ONCE")} == {"c2", "c3", "c4", "c5"}
 
 
+def test_a_use_retired_for_another_checkout_waits_for_its_intent_to_be_canceled(
+    promos: PromoCodes,
+) -> None:
+    """``retire`` sets ``cancel_pending`` in the same write, unless the caller canceled
+    the intent already or there is none; clearing it is an ordinary conditional write."""
+    promos.write_use(_use("c1", "alice", 0), None)
+    promos.attach_intent("c1", "pi_1")
+    promos.write_use(_use("c2", "bob", 1), None)
+    promos.attach_intent("c2", "pi_2")
+    promos.write_use(_use("c3", "carol", 2), None)  # no intent yet
+    late = _use("c1", "alice", 0).held_until
+    assert promos.pending_cancels() == []
+    for checkout in ("c1", "c3"):
+        stale = promos.find_use(checkout)
+        assert stale is not None
+        assert promos.retire(stale, late) is True
+    swept = promos.find_use("c2")
+    assert swept is not None
+    assert promos.retire(swept, late, intent_canceled=True) is True
+    pending = promos.find_use("c1")
+    assert pending is not None
+    assert (pending.state, pending.cancel_pending, pending.payment_intent_id) == (
+        UseState.RELEASED,
+        True,
+        "pi_1",
+    )
+    assert list(promos.pending_cancels()) == [pending]
+    assert promos.live_uses("ONCE") == []
+    cleared = attrs.evolve(pending, cancel_pending=False)
+    assert promos.write_use(cleared, pending) is True
+    assert promos.write_use(cleared, pending) is False  # no longer as it was read
+    assert promos.find_use("c1") == cleared
+    assert promos.pending_cancels() == []
+
+
 def test_release_and_retire_touch_only_held_uses(promos: PromoCodes) -> None:
     held = _use("c1", "alice", 0)
     promos.write_use(held, None)
@@ -133,7 +168,7 @@ def test_release_and_retire_touch_only_held_uses(promos: PromoCodes) -> None:
     late = held.held_until
     assert promos.retire(held, late) is False  # no longer as it was read
     assert promos.retire(attached, late) is True
-    assert promos.find_use("c1") == attached.released()
+    assert promos.find_use("c1") == attached.released(cancel_pending=True)
     assert promos.retire(attached, late) is False
     assert promos.release("c1") is None
     paid = attrs.evolve(_use("c2", "bob", 0), state=UseState.PAID)

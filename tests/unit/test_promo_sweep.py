@@ -12,7 +12,13 @@ from buytokens.domain.catalogue import DEFAULT_CATALOGUE, PaymentMethod
 from buytokens.domain.checkout import IntentRequest
 from buytokens.domain.errors import GatewayRejected
 from buytokens.domain.promo_uses import DEFAULT_HOLD_TTL, UseState
-from buytokens.services.promos import PromoDesk, create_promo, hold_promo, sweep_holds
+from buytokens.services.promos import (
+    PromoDesk,
+    SweepReport,
+    create_promo,
+    hold_promo,
+    sweep_holds,
+)
 from buytokens.testing.stripe_twin import InMemoryPaymentGateway
 
 T0 = datetime(2026, 5, 1, 8, tzinfo=UTC)
@@ -31,16 +37,18 @@ def stripe() -> InMemoryPaymentGateway:
     return InMemoryPaymentGateway()
 
 
-def checkout(desk: PromoDesk, stripe: InMemoryPaymentGateway, checkout_id: str) -> str:
-    """A checkout holding HALF, with its discounted intent: the intent's id."""
-    quote, _use = hold_promo(desk, "HALF", f"user-{checkout_id}", checkout_id, "package_500k")
+def checkout(
+    desk: PromoDesk, stripe: InMemoryPaymentGateway, checkout_id: str, code: str = "HALF"
+) -> str:
+    """A checkout holding ``code``, with its discounted intent: the intent's id."""
+    quote, _use = hold_promo(desk, code, f"user-{checkout_id}", checkout_id, "package_500k")
     intent = stripe.create_payment_intent(
         IntentRequest(
             purchase_id=checkout_id,
             user_id=f"user-{checkout_id}",
             package=DEFAULT_CATALOGUE.get("package_500k"),
             method=PaymentMethod.CARD,
-            promo_code="HALF",
+            promo_code=code,
             discount=quote.discount.amount,
         )
     )
@@ -144,3 +152,55 @@ def test_an_intent_canceled_already_or_unknown_to_stripe_lets_the_hold_retire(
     expire(desk)
     report = sweep_holds(desk, stripe)
     assert {u.checkout_id for u in report.retired} == {"c1", "c2"}
+
+
+def take_over(desk: PromoDesk, stripe: InMemoryPaymentGateway) -> str:
+    """c1 holds the single use of ONCE and lets it lapse; c2 then takes its ticket,
+    retiring c1's hold. c1's intent."""
+    create_promo(desk, "ONCE", percent_off=50, max_redemptions=1)
+    old = checkout(desk, stripe, "c1", "ONCE")
+    expire(desk)
+    checkout(desk, stripe, "c2", "ONCE")
+    assert state(desk, "c1") is UseState.RELEASED
+    return old
+
+
+def test_a_hold_retired_by_a_checkout_has_its_intent_canceled_by_the_next_sweep(
+    desk: PromoDesk, stripe: InMemoryPaymentGateway
+) -> None:
+    old = take_over(desk, stripe)
+    report = sweep_holds(desk, stripe)
+    assert stripe.retrieve_payment_intent(old).status == "canceled"
+    with pytest.raises(GatewayRejected, match="canceled"):
+        stripe.confirm_with_card(old, PAYING_CARD)
+    assert [u.checkout_id for u in report.canceled] == ["c1"]
+    assert desk.promos.pending_cancels() == []
+    assert state(desk, "c2") is UseState.HELD
+    assert sweep_holds(desk, stripe) == SweepReport()
+
+
+def test_an_outage_keeps_the_pending_cancel_for_the_next_pass(
+    desk: PromoDesk, stripe: InMemoryPaymentGateway
+) -> None:
+    old = take_over(desk, stripe)
+    stripe.make_unavailable(calls=1)
+    report = sweep_holds(desk, stripe)
+    assert [u.checkout_id for u in report.unreachable] == ["c1"]
+    assert [u.checkout_id for u in desk.promos.pending_cancels()] == ["c1"]
+    assert stripe.retrieve_payment_intent(old).status == "requires_payment_method"
+    again = sweep_holds(desk, stripe)
+    assert [u.checkout_id for u in again.canceled] == ["c1"]
+    assert stripe.retrieve_payment_intent(old).status == "canceled"
+    assert desk.promos.pending_cancels() == []
+
+
+def test_a_retired_hold_whose_intent_was_paid_meanwhile_is_left_to_the_payment_rules(
+    desk: PromoDesk, stripe: InMemoryPaymentGateway
+) -> None:
+    old = take_over(desk, stripe)
+    stripe.confirm_with_card(old, PAYING_CARD)
+    report = sweep_holds(desk, stripe)
+    assert [u.checkout_id for u in report.paying] == ["c1"]
+    assert report.canceled == ()
+    assert stripe.retrieve_payment_intent(old).status == "succeeded"
+    assert desk.promos.pending_cancels() == []

@@ -77,13 +77,17 @@ class InMemoryPromoCodes:
             self._uses[use.checkout_id] = use
             return True
 
-    def retire(self, stale: PromoUse, now: datetime) -> bool:
+    def retire(self, stale: PromoUse, now: datetime, *, intent_canceled: bool = False) -> bool:
         with self._lock:
             stored = self._uses.get(stale.checkout_id)
             if stored != stale or stored.state is not UseState.HELD or now < stored.held_until:
                 return False
-            self._uses[stale.checkout_id] = stored.released()
+            self._uses[stale.checkout_id] = stored.released(cancel_pending=not intent_canceled)
             return True
+
+    def pending_cancels(self) -> Sequence[PromoUse]:
+        with self._lock:
+            return [u for u in self._uses.values() if u.cancel_pending]
 
     def release(self, checkout_id: str) -> PromoUse | None:
         with self._lock:

@@ -58,8 +58,15 @@ class PromoUse:
     ticket: int | None
     user_ticket: int | None
     payment_intent_id: str | None = None
+    # Retired for another checkout while its intent may still be paid: the sweeper
+    # cancels the intent, then clears this (docs/CODES.md, "Sweeper").
+    cancel_pending: bool = False
 
     def __attrs_post_init__(self) -> None:
+        if self.cancel_pending and (
+            self.state is not UseState.RELEASED or self.payment_intent_id is None
+        ):
+            raise ValueError("only a released use with an intent can wait for its cancel")
         if self.state is UseState.RELEASED:
             if self.ticket is not None or self.user_ticket is not None:
                 raise ValueError("a released use holds no ticket")
@@ -72,9 +79,16 @@ class PromoUse:
             self.state is UseState.HELD and now < self.held_until
         )
 
-    def released(self) -> PromoUse:
-        """The same use, giving its tickets back."""
-        return attrs.evolve(self, state=UseState.RELEASED, ticket=None, user_ticket=None)
+    def released(self, *, cancel_pending: bool = False) -> PromoUse:
+        """The same use, giving its tickets back; ``cancel_pending``: its intent, if it
+        has one, is still to be canceled."""
+        return attrs.evolve(
+            self,
+            state=UseState.RELEASED,
+            ticket=None,
+            user_ticket=None,
+            cancel_pending=cancel_pending and self.payment_intent_id is not None,
+        )
 
 
 @attrs.frozen

@@ -55,8 +55,17 @@ class PromoCodes(Protocol):
         """
         ...
 
-    def retire(self, stale: PromoUse, now: datetime) -> bool:
-        """Release ``stale`` if it is still stored as it is, held, and expired at ``now``."""
+    def retire(self, stale: PromoUse, now: datetime, *, intent_canceled: bool = False) -> bool:
+        """Release ``stale`` if it is still stored as it is, held, and expired at ``now``.
+
+        Unless ``intent_canceled``, the released use keeps ``cancel_pending`` set
+        when it has a payment intent, in the same write: the sweeper cancels that
+        intent later (``pending_cancels``).
+        """
+        ...
+
+    def pending_cancels(self) -> Sequence[PromoUse]:
+        """Every released use whose intent is still to be canceled (``cancel_pending``)."""
         ...
 
     def release(self, checkout_id: str) -> PromoUse | None:

@@ -198,51 +198,72 @@ def count_payment(
 
 @attrs.frozen
 class SweepReport:
-    """What one pass of ``sweep_holds`` did with the expired holds it found."""
+    """What one pass of ``sweep_holds`` did with the expired holds it found, and with the
+    uses that checkouts retired before their intents were canceled."""
 
     retired: Sequence[PromoUse] = ()  # released; their intents canceled, or they had none
     paying: Sequence[PromoUse] = ()  # their intents succeeded or are processing: left held
     unreachable: Sequence[PromoUse] = ()  # the provider could not be reached: next pass
     failed: Sequence[tuple[PromoUse, str]] = ()  # the provider refused; why, for an operator
+    canceled: Sequence[PromoUse] = ()  # retired by a checkout; their intents now canceled
 
 
 def sweep_holds(desk: PromoDesk, payments: PaymentGateway) -> SweepReport:
     """Retire every expired hold, canceling its payment intent first so that it cannot be
-    paid later at the discount (docs/CODES.md, "Sweeper").
+    paid later at the discount; then cancel the intents of uses that a checkout retired
+    to take their tickets (``cancel_pending``) and clear the flag (docs/CODES.md, "Sweeper").
 
     A hold is retired only once its intent is canceled (or it has none, or the
     provider does not know it). An intent that succeeded or is processing keeps
-    its hold: its payment counts the use, or goes to review, by the usual rules.
-    When the provider cannot be reached, this pass asks it nothing more and the
-    holds with intents stay, expired (they count against no limit), for the next
-    pass. StoreUnavailable ends the pass.
+    its hold, or has its flag cleared: its payment counts the use, or goes to
+    review, by the usual rules. When the provider cannot be reached, this pass
+    asks it nothing more; the holds with intents stay, expired (they count
+    against no limit), and the flags stay set, for the next pass. A refusal
+    leaves them too. StoreUnavailable ends the pass.
     """
     now = desk.clock.now()
     retired: list[PromoUse] = []
     paying: list[PromoUse] = []
     unreachable: list[PromoUse] = []
     failed: list[tuple[PromoUse, str]] = []
+    canceled: list[PromoUse] = []
+
+    def cancel(use: PromoUse, intent: str) -> CancelOutcome | None:
+        """What became of the intent; None when ``use`` went to unreachable or failed."""
+        if unreachable:
+            unreachable.append(use)
+            return None
+        try:
+            outcome = payments.cancel_payment_intent(intent)
+        except NotFound:
+            return CancelOutcome.CANCELED  # nothing the provider could ever take payment for
+        except GatewayUnavailable:
+            unreachable.append(use)
+            return None
+        except BuyTokensError as exc:
+            failed.append((use, f"{exc.code}: {exc.message}"))
+            return None
+        if outcome is CancelOutcome.TOO_LATE:
+            paying.append(use)
+        return outcome
+
     for promo in desk.promos.codes():
         for hold in expired_holds(desk.promos.live_uses(promo.code), now):
             intent = hold.payment_intent_id
-            if intent is not None:
-                if unreachable:
-                    unreachable.append(hold)
-                    continue
-                try:
-                    outcome = payments.cancel_payment_intent(intent)
-                except NotFound:
-                    pass  # nothing the provider could ever take payment for
-                except GatewayUnavailable:
-                    unreachable.append(hold)
-                    continue
-                except BuyTokensError as exc:
-                    failed.append((hold, f"{exc.code}: {exc.message}"))
-                    continue
-                else:
-                    if outcome is CancelOutcome.TOO_LATE:
-                        paying.append(hold)
-                        continue
-            if desk.promos.retire(hold, now):
+            if intent is not None and cancel(hold, intent) is not CancelOutcome.CANCELED:
+                continue
+            if desk.promos.retire(hold, now, intent_canceled=True):
                 retired.append(hold)
-    return SweepReport(tuple(retired), tuple(paying), tuple(unreachable), tuple(failed))
+    for use in desk.promos.pending_cancels():
+        assert use.payment_intent_id is not None  # a PromoUse invariant
+        outcome = cancel(use, use.payment_intent_id)
+        if outcome is None:
+            continue  # the flag stays for the next pass
+        # Canceled, or too late and left to the payment rules. A late payment that
+        # rewrote the use meanwhile has cleared the flag already.
+        cleared = desk.promos.write_use(attrs.evolve(use, cancel_pending=False), use)
+        if cleared and outcome is CancelOutcome.CANCELED:
+            canceled.append(use)
+    return SweepReport(
+        tuple(retired), tuple(paying), tuple(unreachable), tuple(failed), tuple(canceled)
+    )

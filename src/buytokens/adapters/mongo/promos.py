@@ -6,7 +6,9 @@ A live use (held or paid) carries ``live: true``; two unique indexes with
 exists) and ``(code, userId, userTicket)`` unique among live uses, so a write
 that would share a ticket fails with a duplicate key. Every write is one insert,
 or one update filtered on the whole previous document, which a single mongod
-applies atomically. Times are fixed-width UTC text, sortable.
+applies atomically. A released use whose intent the sweeper still has to cancel
+carries ``cancelPending: true`` (absent otherwise), found through a partial
+index. Times are fixed-width UTC text, sortable.
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ class MongoPromoCodes:
                 partialFilterExpression={"live": True},
             )
             self._uses.create_index([("code", 1), ("live", 1)], name="buytokens_promo_uses_live")
+            self._uses.create_index(
+                [("cancelPending", 1)],
+                name="buytokens_promo_uses_cancel_pending",
+                partialFilterExpression={"cancelPending": True},
+            )
 
     def create(self, promo: PromoCode) -> bool:
         with _guard():
@@ -96,12 +103,18 @@ class MongoPromoCodes:
                 return False
         return bool(result.matched_count == 1)
 
-    def retire(self, stale: PromoUse, now: datetime) -> bool:
+    def retire(self, stale: PromoUse, now: datetime, *, intent_canceled: bool = False) -> bool:
         if stale.state is not UseState.HELD or now < stale.held_until:
             return False
+        retired = stale.released(cancel_pending=not intent_canceled)
         with _guard():
-            result = self._uses.replace_one(_filter(stale), _use_document(stale.released()))
+            result = self._uses.replace_one(_filter(stale), _use_document(retired))
         return bool(result.matched_count == 1)
+
+    def pending_cancels(self) -> Sequence[PromoUse]:
+        with _guard():
+            docs = list(self._uses.find({"cancelPending": True}))
+        return [_use(doc) for doc in docs]
 
     def release(self, checkout_id: str) -> PromoUse | None:
         with _guard():
@@ -189,12 +202,20 @@ def _use_document(u: PromoUse) -> dict[str, Any]:
         doc["userTicket"] = u.user_ticket
         if u.ticket is not None:
             doc["ticket"] = u.ticket
+    if u.cancel_pending:
+        doc["cancelPending"] = True
     return doc
 
 
 def _filter(u: PromoUse) -> dict[str, Any]:
     """Matches exactly the stored document of ``u`` (absent fields must be absent)."""
-    return {"live": None, "ticket": None, "userTicket": None, **_use_document(u)}
+    return {
+        "live": None,
+        "ticket": None,
+        "userTicket": None,
+        "cancelPending": None,
+        **_use_document(u),
+    }
 
 
 def _use(doc: Mapping[str, Any]) -> PromoUse:
@@ -210,6 +231,7 @@ def _use(doc: Mapping[str, Any]) -> PromoUse:
             ticket=None if ticket is None else int(ticket),
             user_ticket=None if user_ticket is None else int(user_ticket),
             payment_intent_id=doc.get("paymentIntentId"),
+            cancel_pending=bool(doc.get("cancelPending", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise StoreCorrupted(f"promo use {doc.get('_id')!r} is unreadable: {exc!r}") from exc

@@ -1,5 +1,5 @@
 """PromoCodes in the embedded store's SQLite file (tables ``promo_codes``, ``promo_uses``,
-migration 6)."""
+migrations 6 and 7)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,15 @@ _CODE_COLUMNS = (
     "created_at, disabled"
 )
 _USE_COLUMNS = (
-    "checkout_id, code, user_id, state, held_until, ticket, user_ticket, payment_intent_id"
+    "checkout_id, code, user_id, state, held_until, ticket, user_ticket, payment_intent_id, "
+    "cancel_pending"
 )
 _SELECT_CODES = f"SELECT {_CODE_COLUMNS} FROM promo_codes"  # noqa: S608
 _SELECT_USES = f"SELECT {_USE_COLUMNS} FROM promo_uses"  # noqa: S608
-_INSERT_USE = f"INSERT INTO promo_uses ({_USE_COLUMNS}) VALUES ({', '.join('?' * 8)})"  # noqa: S608
+_INSERT_USE = f"INSERT INTO promo_uses ({_USE_COLUMNS}) VALUES ({', '.join('?' * 9)})"  # noqa: S608
 _UPDATE_USE = (
     "UPDATE promo_uses SET code = ?, user_id = ?, state = ?, held_until = ?, ticket = ?, "
-    "user_ticket = ?, payment_intent_id = ? WHERE checkout_id = ?"
+    "user_ticket = ?, payment_intent_id = ?, cancel_pending = ? WHERE checkout_id = ?"
 )
 
 
@@ -99,16 +100,20 @@ class SqlitePromoCodes:
         with self._db.guarded():
             return self._db.transact(write)
 
-    def retire(self, stale: PromoUse, now: datetime) -> bool:
+    def retire(self, stale: PromoUse, now: datetime, *, intent_canceled: bool = False) -> bool:
         def write(conn: sqlite3.Connection) -> bool:
             stored = _stored(conn, stale.checkout_id)
             if stored != stale or stored.state is not UseState.HELD or now < stored.held_until:
                 return False
-            _replace(conn, stored.released())
+            _replace(conn, stored.released(cancel_pending=not intent_canceled))
             return True
 
         with self._db.guarded():
             return self._db.transact(write)
+
+    def pending_cancels(self) -> Sequence[PromoUse]:
+        rows = self._db.read(f"{_SELECT_USES} WHERE cancel_pending = 1", ())
+        return [_use(row) for row in rows]
 
     def release(self, checkout_id: str) -> PromoUse | None:
         def write(conn: sqlite3.Connection) -> PromoUse | None:
@@ -202,11 +207,12 @@ def _use_row(u: PromoUse) -> tuple[object, ...]:
         u.ticket,
         u.user_ticket,
         u.payment_intent_id,
+        int(u.cancel_pending),
     )
 
 
 def _use(row: Sequence[Any]) -> PromoUse:
-    checkout, code, user, state, until, ticket, user_ticket, intent = row
+    checkout, code, user, state, until, ticket, user_ticket, intent, pending = row
     try:
         return PromoUse(
             code=str(code),
@@ -217,6 +223,7 @@ def _use(row: Sequence[Any]) -> PromoUse:
             ticket=None if ticket is None else int(ticket),
             user_ticket=None if user_ticket is None else int(user_ticket),
             payment_intent_id=None if intent is None else str(intent),
+            cancel_pending=bool(pending),
         )
     except (ValueError, TypeError) as exc:
         raise StoreCorrupted(f"promo use row {checkout!r} is unreadable: {exc}") from exc

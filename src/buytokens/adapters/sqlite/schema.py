@@ -133,6 +133,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX promo_uses_user_ticket ON promo_uses (code, user_id, user_ticket)
         WHERE state <> 'released';
     """,
+    # 7: promo uses retired for another checkout whose intents are still to be canceled
+    """
+    ALTER TABLE promo_uses ADD COLUMN cancel_pending INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX promo_uses_cancel_pending ON promo_uses (checkout_id) WHERE cancel_pending = 1;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
