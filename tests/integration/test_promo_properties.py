@@ -15,10 +15,12 @@ each balance the sum of its credits.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from contextlib import ExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import attrs
 from hypothesis import settings
@@ -110,9 +112,7 @@ class PromoModel(RuleBasedStateMachine):
 
     def _holding(self, intent: Intent) -> bool:
         """Unpaid (as far as we know), not failed nor canceled, within its hour."""
-        return (
-            not intent.released and not intent.settled and self.clock.now() < intent.held_until
-        )
+        return not intent.released and not intent.settled and self.clock.now() < intent.held_until
 
     def _taken(self, code: str, user: str | None = None, *, besides: str = "") -> int:
         return sum(
@@ -179,7 +179,13 @@ class PromoModel(RuleBasedStateMachine):
     )
     def concurrent_checkouts(self, data: st.DataObject, users: list[str], package: str) -> None:
         code = data.draw(st.sampled_from(self.codes))
-        got = at_once(lambda n: self._checkout(users[n], code, package), len(users))
+        # Switching threads often makes them interleave inside the checkout, not between.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        try:
+            got = at_once(lambda n: self._checkout(users[n], code, package), len(users))
+        finally:
+            sys.setswitchinterval(interval)
         self.intents += [intent for intent in got if intent is not None]
 
     @precondition(lambda self: any(not i.canceled and i.succeeded is None for i in self.intents))
@@ -279,8 +285,11 @@ class PromoModel(RuleBasedStateMachine):
 
 
 def _machine(kind: str) -> type[PromoModel]:
-    machine = type(f"PromoModelOn{kind.title()}", (PromoModel,), {"kind": kind})
-    machine.TestCase.settings = settings(max_examples=_examples(kind))
+    machine = cast(
+        "type[PromoModel]", type(f"PromoModelOn{kind.title()}", (PromoModel,), {"kind": kind})
+    )
+    steps = min(30, settings().stateful_step_count)
+    machine.TestCase.settings = settings(max_examples=_examples(kind), stateful_step_count=steps)
     return machine
 
 
