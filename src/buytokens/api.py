@@ -10,27 +10,34 @@ else in the package is internal.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 import attrs
 
+from buytokens import api_codes
 from buytokens.adapters.stripe_events import translate_event
 from buytokens.adapters.system import SystemClock, UuidIdSource
+from buytokens.api_codes import CodeListing, GiftCode, PromoCode, PromoPreview, RedeemedCode
 from buytokens.domain.catalogue import Catalogue, PaymentMethod
 from buytokens.domain.checkout import ReceivedEvent
+from buytokens.domain.codes import CodeSecret
 from buytokens.domain.crediting import Disposition
-from buytokens.domain.errors import ConfigurationError, OperatorError, UserError
-from buytokens.domain.ledger import LedgerEntry
+from buytokens.domain.errors import ConfigurationError, NotFound, OperatorError, UserError
+from buytokens.domain.ledger import LedgerEntry, check_user_id
 from buytokens.domain.money import Money
 from buytokens.domain.purchases import Purchase, PurchaseStatus
+from buytokens.domain.users import canonical_user_id
 from buytokens.entrypoints.composition import (
     Stores,
     UseCaseDependencies,
     build_catalogue,
+    build_code_desk,
+    build_code_secret,
     build_gateway,
+    build_promo_desk,
     build_stores,
     build_use_cases,
     open_catalogue,
@@ -40,9 +47,12 @@ from buytokens.entrypoints.composition import (
 from buytokens.entrypoints.settings import Settings
 from buytokens.ports.clock import Clock
 from buytokens.ports.payments import PaymentGateway
-from buytokens.services import buying
+from buytokens.services import buying, codes, promos
 from buytokens.services.admin import grant_tokens
+from buytokens.services.codes import CodeDesk
 from buytokens.services.crediting import Applied
+from buytokens.services.gifts import GiftCodes, gift_code_of
+from buytokens.services.promos import PromoDesk
 from buytokens.services.reconciliation import ReconcileReport, reconcile
 from buytokens.services.webhooks import apply_received_event
 
@@ -51,6 +61,9 @@ _KEY_NAME = "Idempotency-Key"
 
 MAX_HISTORY = 1000
 """The most rows of each kind ``BuyTokens.history`` returns."""
+
+MAX_CODES_LISTED = 10_000
+"""The most codes ``BuyTokens.list_codes`` returns (as ``buytokens codes list --limit``)."""
 
 
 def _unset_if_blank(value: str | None) -> str | None:
@@ -87,6 +100,8 @@ class PaymentIntent:
 
     ``status`` is Stripe's own (``requires_payment_method``, ``succeeded``...);
     ``next_action`` is what the browser must do next for redirect and QR methods.
+    With a promo code ``amount`` is the discounted price and ``discount`` what
+    the code took off the package's price (None without a code).
     """
 
     id: str
@@ -94,6 +109,7 @@ class PaymentIntent:
     amount: Money
     status: str
     next_action: dict[str, object] | None = None
+    discount: Money | None = None
 
 
 @attrs.frozen
@@ -129,6 +145,8 @@ class PurchaseRecord:
     ``user_id``, ``package_id`` and ``price`` are None only for an intent first
     heard of through a refund or dispute, before its payment event arrived.
     ``review_reason`` says why a purchase awaits an operator (status ``needs_review``).
+    ``gift`` is True for a purchase bought as a gift (``BuyTokens.gift_code`` shows
+    its code to the buyer once paid).
     """
 
     payment_intent_id: str
@@ -140,6 +158,7 @@ class PurchaseRecord:
     created_at: datetime
     updated_at: datetime
     review_reason: str | None = None
+    gift: bool = False
 
 
 @attrs.frozen
@@ -159,7 +178,10 @@ class BuyTokens:
     LibreChat's ``balances`` and ``transactions``. Reach Stripe with ``stripe``, or
     pass any ``gateway`` (``buytokens.testing.InMemoryPaymentGateway`` in tests),
     not both. ``catalogue`` is a ``Catalogue``, a TOML or JSON file, or None for
-    the default packages. ``clock`` defaults to the system clock.
+    the default packages. ``clock`` defaults to the system clock. ``code_secret``
+    is the secret gift codes are derived from (``BUYTOKENS_CODE_SECRET`` of a
+    ``buytokens serve`` on the same store, so that both show the same codes);
+    without it nothing can be bought as a gift, and redemption codes still work.
 
     Open one per process and share it between threads; every method blocks on
     the store or Stripe, so call it from a worker thread in async code. Close it
@@ -178,9 +200,13 @@ class BuyTokens:
         gateway: PaymentGateway | None = None,
         catalogue: Catalogue | str | os.PathLike[str] | None = None,
         clock: Clock | None = None,
+        code_secret: str | None = None,
     ) -> None:
         if stripe is not None and gateway is not None:
             raise ConfigurationError("pass either stripe settings or a gateway, not both")
+        if code_secret is not None and not isinstance(code_secret, str):
+            raise ConfigurationError("code_secret must be a string")
+        secret = _unset_if_blank(code_secret)
         clock = clock or SystemClock()
         stripe = stripe or StripeSettings()
         if gateway is None:
@@ -191,15 +217,22 @@ class BuyTokens:
                 api_version=stripe.api_version,
                 clock=clock,
             )
-        self._attach(open_catalogue(catalogue), gateway, clock, lambda: open_stores(store, clock))
+        self._attach(
+            open_catalogue(catalogue),
+            gateway,
+            clock,
+            lambda: open_stores(store, clock),
+            None if secret is None else CodeSecret.derived_from(secret),
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BuyTokens:
         """Open the deployment the environment describes, exactly as ``buytokens serve`` does.
 
-        Reads ``MONGODB_URI``, ``BUYTOKENS_SQLITE_PATH``, ``BUYTOKENS_CATALOGUE`` and
-        the ``STRIPE_*`` variables (``os.environ`` when ``environ`` is None);
-        ``JWT_SECRET`` is not needed here.
+        Reads ``MONGODB_URI``, ``BUYTOKENS_SQLITE_PATH``, ``BUYTOKENS_CATALOGUE``,
+        the ``STRIPE_*`` variables and, for gift codes, ``BUYTOKENS_CODE_SECRET`` or
+        else ``JWT_SECRET`` (``os.environ`` when ``environ`` is None); neither secret
+        is required.
         """
         settings = Settings.from_env(environ)
         clock = SystemClock()
@@ -209,6 +242,7 @@ class BuyTokens:
             build_gateway(settings, clock),
             clock,
             lambda: build_stores(settings, clock),
+            build_code_secret(settings),
         )
         return self
 
@@ -218,20 +252,29 @@ class BuyTokens:
         gateway: PaymentGateway,
         clock: Clock,
         open_stores: Callable[[], Stores],
+        code_secret: CodeSecret | None,
     ) -> None:
         # The stores are opened last: nothing is left open when the rest is misconfigured.
         stores = open_stores()
         self._close_store = stores.close
         self._clock = clock
-        self._live: UseCaseDependencies | None = build_use_cases(
-            catalogue, stores, gateway, clock, UuidIdSource()
+        gifts = None if code_secret is None else GiftCodes(code_secret, stores.codes)
+        self._live: _Deployment | None = _Deployment(
+            build_use_cases(catalogue, stores, gateway, clock, UuidIdSource(), gifts),
+            build_code_desk(stores, clock),
+            build_promo_desk(stores, catalogue, clock),
+            gifts,
         )
 
     @property
-    def _use_cases(self) -> UseCaseDependencies:
+    def _deployment(self) -> _Deployment:
         if self._live is None:
             raise OperatorError("this BuyTokens has been closed", code="closed")
         return self._live
+
+    @property
+    def _use_cases(self) -> UseCaseDependencies:
+        return self._deployment.use_cases
 
     # -- the catalogue --------------------------------------------------------
 
@@ -255,16 +298,28 @@ class BuyTokens:
         *,
         idempotency_key: str | None = None,
         email: str | None = None,
+        gift: bool = False,
+        promo_code: str | None = None,
     ) -> PaymentIntent:
-        """Create a Stripe payment intent for a catalogue package, priced from the catalogue only.
+        """Create a Stripe payment intent for a catalogue package, priced on the server only.
 
         The intent's metadata names ``user_id`` and ``package_id``; its success
         credits the package's tokens to that user once. With ``idempotency_key``
         the same user and key always get the same intent back, and the key reused
-        for another package or method raises ``IdempotencyConflict``. Raises
-        ``UnknownPackage``, ``UnsupportedPaymentMethod``, ``PaymentDeclined``,
-        ``GatewayUnavailable`` (retry) and ``ConfigurationError`` (no secret key).
+        for another package, method, gift flag or promo code raises
+        ``IdempotencyConflict``. Raises ``UnknownPackage``,
+        ``UnsupportedPaymentMethod``, ``PaymentDeclined``, ``GatewayUnavailable``
+        (retry) and ``ConfigurationError`` (no secret key).
+
+        With ``promo_code`` (any case) the intent charges the discounted price, as
+        the HTTP API's ``promoCode`` does, after holding one use of the code;
+        ``InvalidPromoCode`` says why a code is refused (its ``reason``: unknown,
+        expired, disabled, used_up, not_for_package, already_used). With ``gift``
+        the paid purchase credits no one: its code (``gift_code``) credits whoever
+        redeems it; ``UserError`` (``gifts_unavailable``) without a ``code_secret``.
         """
+        if type(gift) is not bool:
+            raise UserError(f"gift must be True or False, got {gift!r}", code="invalid_gift")
         try:
             created = buying.create_payment_intent(
                 self._use_cases.buying,
@@ -273,6 +328,8 @@ class BuyTokens:
                 payment_method,
                 idempotency_key=idempotency_key,
                 email=email,
+                gift=gift,
+                promo_code=promo_code,
             )
         except buying.IDEMPOTENCY_KEY_ERRORS as exc:
             raise exc.naming(_KEY_NAME) from exc
@@ -283,6 +340,7 @@ class BuyTokens:
             created.amount,
             snapshot.status,
             snapshot.next_action,
+            created.discount,
         )
 
     def handle_webhook(self, payload: bytes | str, signature_header: str | None) -> EventOutcome:
@@ -392,6 +450,137 @@ class BuyTokens:
             use_cases.reconciling, start if start.tzinfo else start.replace(tzinfo=UTC)
         )
 
+    # -- promo codes (``buytokens promo``) ------------------------------------
+
+    def create_promo(
+        self,
+        code: str,
+        *,
+        percent_off: int | None = None,
+        amount_off: Money | None = None,
+        packages: Iterable[str] | None = None,
+        max_redemptions: int | None = None,
+        per_user: int = 1,
+        expires: datetime | None = None,
+    ) -> PromoCode:
+        """Define a promo code, as ``buytokens promo create`` does; buyers type it in any case.
+
+        Give exactly one of ``percent_off`` (1-100) and ``amount_off`` (in the
+        catalogue's currency). ``packages`` limits it to those package ids,
+        ``max_redemptions`` to that many paid uses in all, ``per_user`` to that
+        many per buyer; ``expires`` is a datetime (UTC when it names no zone).
+        Raises ``InvalidPromoDefinition`` for a code that breaks a rule or exists.
+        """
+        desk = self._deployment.promos
+        promo = promos.create_promo(
+            desk,
+            code,
+            percent_off=percent_off,
+            amount_off=amount_off,
+            package_ids=api_codes.package_ids(packages),
+            max_redemptions=max_redemptions,
+            per_user=per_user,
+            expires_at=api_codes.moment(expires, "expires"),
+        )
+        return api_codes.promo_code(promos.listing_of(desk, promo))
+
+    def list_promos(self) -> tuple[PromoCode, ...]:
+        """Every promo code, newest first, with its paid uses and live holds."""
+        return tuple(map(api_codes.promo_code, promos.list_promos(self._deployment.promos)))
+
+    def disable_promo(self, code: str) -> PromoCode:
+        """Refuse the code from now on; purchases already made, and checkouts already
+        holding it, keep their price. Idempotent; ``NotFound`` for an unknown code."""
+        desk = self._deployment.promos
+        return api_codes.promo_code(promos.listing_of(desk, promos.disable_promo(desk, code)))
+
+    def preview_promo(self, code: str, package_id: str) -> PromoPreview:
+        """The price of a package with a promo code (any case), before paying.
+
+        Raises ``InvalidPromoCode`` (unknown, expired, disabled, not for this
+        package) or ``UnknownPackage``. The limits are decided when a checkout
+        holds a use, for whichever buyer, so a code may still be used up then.
+        """
+        return api_codes.promo_preview(
+            promos.preview_promo(self._deployment.promos, code, package_id)
+        )
+
+    # -- gift and redemption codes (``buytokens codes``) ----------------------
+
+    def create_codes(
+        self, tokens: int, count: int, *, reason: str, expires: datetime | None = None
+    ) -> tuple[str, ...]:
+        """Issue ``count`` codes worth ``tokens`` each, as ``buytokens codes create`` does.
+
+        The codes (``XXXX-XXXX-XXXX-XXXX-XXXX``) are returned this once: only their
+        digests are stored. ``expires`` is a future datetime (UTC when it names no
+        zone). Raises ``UserError`` for tokens outside 1 to 10**12, a count
+        outside 1 to 10 000, an empty or over-long reason, or a past expiry.
+        """
+        issued = codes.create_codes(
+            self._deployment.codes, tokens, count, reason, api_codes.moment(expires, "expires")
+        )
+        return tuple(code.display() for code in issued)
+
+    def list_codes(self, *, unredeemed: bool = False, limit: int = 1000) -> tuple[CodeListing, ...]:
+        """Redemption and gift codes, newest first, at most ``limit``, each with its state;
+        with ``unredeemed`` only those that can be redeemed now. Never a code itself."""
+        if type(unredeemed) is not bool:
+            raise UserError(f"unredeemed must be True or False, got {unredeemed!r}")
+        if type(limit) is not int or not 0 < limit <= MAX_CODES_LISTED:
+            raise UserError(f"limit must be a whole number from 1 to {MAX_CODES_LISTED:,}")
+        desk = self._deployment.codes
+        records = codes.list_codes(desk, unredeemed_only=unredeemed, limit=limit)
+        now = desk.clock.now()
+        return tuple(api_codes.code_listing(record, now) for record in records)
+
+    def redeem_code(self, user_id: str, code: str) -> RedeemedCode:
+        """Credit a redemption or gift code's tokens to ``user_id``, once for the code, as
+        ``POST /api/custom/gifts/redeem`` does; the code in any case, dashes optional.
+
+        Raises ``GiftNotFound`` (unknown or expired; ``MalformedCode``, one of them,
+        says what is wrong with the text), ``GiftAlreadyRedeemed`` (by anyone,
+        this user included), ``GiftVoid`` (the gift's payment was refunded or
+        disputed first). After ``StoreUnavailable`` the code is this user's:
+        redeeming it again finishes the credit, once. Unlike the HTTP route this
+        does not limit attempts: limit them per user where users type codes.
+        """
+        return api_codes.redeemed_code(
+            codes.redeem_code(self._deployment.codes, _user(user_id), code)
+        )
+
+    def gift_code(self, user_id: str, payment_intent_id: str) -> GiftCode:
+        """The code of a paid gift, for its buyer only, as the purchase list shows it.
+
+        Another user's purchase, or an unknown one, raises ``NotFound``; a purchase
+        that is no gift ``UserError`` (``not_a_gift``); a gift not paid (or
+        awaiting review) ``UserError`` (``gift_not_paid``); and a deployment
+        without a ``code_secret`` ``ConfigurationError``.
+        """
+        user = _user(user_id)
+        deployment = self._deployment
+        purchase = None
+        if isinstance(payment_intent_id, str) and payment_intent_id:
+            purchase = deployment.use_cases.store.get_purchase(payment_intent_id)
+        if purchase is None or purchase.user_id != user:
+            raise NotFound(f"no payment intent {payment_intent_id!r}")
+        if not purchase.gift:
+            raise UserError(f"{payment_intent_id} is not a gift purchase", code="not_a_gift")
+        if deployment.gifts is None:
+            raise ConfigurationError(
+                "gift codes need a code secret: open BuyTokens with code_secret= "
+                "(BUYTOKENS_CODE_SECRET of the server that sold the gift)",
+                code="gifts_unavailable",
+            )
+        view = gift_code_of(deployment.gifts, purchase)
+        if view is None:
+            raise UserError(
+                f"this gift has no code to show: its purchase is {purchase.status.value} "
+                "(a gift's code is shown once its payment succeeded)",
+                code="gift_not_paid",
+            )
+        return api_codes.gift_code(payment_intent_id, view)
+
     # -- lifetime -------------------------------------------------------------
 
     def close(self) -> None:
@@ -417,10 +606,17 @@ class BuyTokens:
         return f"<BuyTokens {'closed' if self._live is None else 'open'}>"
 
 
+@attrs.frozen
+class _Deployment:
+    use_cases: UseCaseDependencies
+    codes: CodeDesk
+    promos: PromoDesk
+    gifts: GiftCodes | None
+
+
 def _user(user_id: str) -> str:
-    if not isinstance(user_id, str) or not user_id.strip() or not user_id.isprintable():
-        raise UserError(f"user id must be a non-empty printable string, got {user_id!r}")
-    return user_id
+    # As the web app's sign-in does: the domain's check, then the id's one spelling.
+    return canonical_user_id(check_user_id(user_id))
 
 
 def _record(purchase: Purchase) -> PurchaseRecord:
@@ -434,4 +630,5 @@ def _record(purchase: Purchase) -> PurchaseRecord:
         purchase.created_at,
         purchase.updated_at,
         purchase.review_reason,
+        purchase.gift,
     )

@@ -38,6 +38,12 @@ class InvalidAdjustment(UserError):
     code = "invalid_adjustment"
 
 
+class InvalidUserId(InvalidAdjustment):
+    """A user id is not a string, is empty, or is too long or not printable."""
+
+    code = "invalid_user_id"
+
+
 class UnknownPackage(UserError):
     """No package in the catalogue has the requested id."""
 

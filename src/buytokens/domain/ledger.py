@@ -7,7 +7,7 @@ from datetime import datetime
 
 import attrs
 
-from buytokens.domain.errors import InvalidAdjustment
+from buytokens.domain.errors import InvalidAdjustment, InvalidUserId
 from buytokens.domain.users import canonical_user_id
 
 MAX_TOKENS = 10**12
@@ -76,12 +76,15 @@ def _number(value: int) -> str:
 
 
 def check_user_id(user_id: str) -> str:
-    """``user_id`` without surrounding blanks; raises InvalidAdjustment for an unusable one."""
+    """``user_id`` without surrounding blanks; raises InvalidUserId (an InvalidAdjustment)
+    for an unusable one."""
+    if not isinstance(user_id, str):
+        raise InvalidUserId(f"user id must be a string, got {type(user_id).__name__}")
     user_id = user_id.strip()
     if not user_id:
-        raise InvalidAdjustment("user id must not be empty")
+        raise InvalidUserId("user id must not be empty")
     if len(user_id) > MAX_USER_ID_LENGTH or not user_id.isprintable():
-        raise InvalidAdjustment(
+        raise InvalidUserId(
             f"user id must be at most {MAX_USER_ID_LENGTH} printable characters, "
             f"got {len(user_id):,} starting {_shown(user_id)}"
         )
@@ -90,6 +93,8 @@ def check_user_id(user_id: str) -> str:
 
 def check_reason(reason: str) -> str:
     """An operator's reason for the audit trail, trimmed; raises InvalidAdjustment."""
+    if not isinstance(reason, str):
+        raise InvalidAdjustment(f"the reason must be text, got {type(reason).__name__}")
     reason = reason.strip()
     if not reason:
         raise InvalidAdjustment("a reason is required for the audit trail")

@@ -68,19 +68,24 @@ def create_promo(
     code: str,
     *,
     percent_off: int | None = None,
-    amount_off: int | None = None,
+    amount_off: int | Money | None = None,
     package_ids: Iterable[str] | None = None,
     max_redemptions: int | None = None,
     per_user: int = 1,
     expires_at: datetime | None = None,
 ) -> PromoCode:
-    """Define and store a new code; InvalidPromoDefinition when it breaks a rule or exists."""
+    """Define and store a new code; InvalidPromoDefinition when it breaks a rule or exists.
+
+    ``amount_off`` is Money, or minor units of the catalogue's currency (as the CLI takes it).
+    """
     now = desk.clock.now()
+    if amount_off is not None and not isinstance(amount_off, Money):
+        amount_off = Money(amount_off, desk.catalogue.currency)
     promo = PromoCode.define(
         code,
         now,
         percent_off=percent_off,
-        amount_off=None if amount_off is None else Money(amount_off, desk.catalogue.currency),
+        amount_off=amount_off,
         package_ids=package_ids,
         max_redemptions=max_redemptions,
         per_user=per_user,
@@ -94,18 +99,20 @@ def create_promo(
 
 def list_promos(desk: PromoDesk) -> Sequence[PromoListing]:
     """Every code, newest first, with its paid uses and live holds."""
-    now = desk.clock.now()
-    return [
-        PromoListing(promo, usage(desk.promos.live_uses(promo.code), now))
-        for promo in desk.promos.codes()
-    ]
+    return [listing_of(desk, promo) for promo in desk.promos.codes()]
+
+
+def listing_of(desk: PromoDesk, promo: PromoCode) -> PromoListing:
+    """One code with its paid uses and live holds now."""
+    return PromoListing(promo, usage(desk.promos.live_uses(promo.code), desk.clock.now()))
 
 
 def disable_promo(desk: PromoDesk, code: str) -> PromoCode:
     """Refuse the code from now on (checkouts already holding it keep their price)."""
     normal = normal_promo_code(code)
     if normal is None or not desk.promos.disable(normal):
-        raise NotFound(f"there is no promo code {code.strip()!r}")
+        shown = code.strip() if isinstance(code, str) else code
+        raise NotFound(f"there is no promo code {shown!r}")
     promo = desk.promos.get(normal)
     if promo is None:  # pragma: no cover - codes are never deleted
         raise NotFound(f"there is no promo code {normal}")
