@@ -12,9 +12,15 @@ import pytest
 from buytokens.adapters.sqlite.codes import SqliteRedemptionCodes
 from buytokens.adapters.sqlite.engine import SqliteDatabase
 from buytokens.adapters.sqlite.store import SqliteBalanceRepository
+from buytokens.adapters.stripe_events import translate_event
 from buytokens.adapters.system import SystemClock
-from buytokens.domain.codes import parse_code
+from buytokens.domain.codes import CodeSecret, RedemptionCode, parse_code
 from buytokens.services.codes import CodeDesk, redeem_code
+from buytokens.services.gifts import GiftCodes
+from buytokens.services.webhooks import apply_received_event
+from buytokens.testing.stripe_twin import InMemoryPaymentGateway
+from tests.support import stripe_json
+from tests.support.use_cases import wire
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -69,6 +75,52 @@ def test_list_shows_who_redeemed_and_unredeemed_leaves_them_out(tmp_path: Path) 
     assert first[-4:] not in unredeemed
     assert second[-4:] in unredeemed
     assert _run(tmp_path, "balance", "carol").stdout.strip() == "7"
+
+
+def test_list_shows_gift_codes_as_their_purchases_have_them(tmp_path: Path) -> None:
+    """A redeemed gift shows its redeemer, a refunded one is void and says why, a paid one is
+    unredeemed; only that one stays in ``--unredeemed``."""
+    database = SqliteDatabase(tmp_path / "cli.sqlite3")
+    clock = SystemClock()
+    codes, balances = SqliteRedemptionCodes(database), SqliteBalanceRepository(database, clock)
+    secret = CodeSecret.derived_from("any-secret-the-list-does-not-need")
+    use_cases = wire(
+        InMemoryPaymentGateway(clock=clock),
+        clock,
+        store=balances,
+        gifts=GiftCodes(secret, codes),
+    )
+    for pi in ("pi_redeemed", "pi_refunded", "pi_open"):
+        event = stripe_json.succeeded(pi, "buyer", "package_500k", 3500, "cny")
+        event["data"]["object"]["metadata"]["gift"] = "true"
+        apply_received_event(use_cases.events, translate_event(event))
+    redeem_code(
+        CodeDesk(codes, balances, clock),
+        "carol",
+        RedemptionCode.for_gift(secret, "pi_redeemed").display(),
+    )
+    refund = stripe_json.refunded("pi_refunded", 3500, 3500, "cny")
+    apply_received_event(use_cases.events, translate_event(refund))
+    database.close()
+
+    def row(listing: str, pi: str) -> str:
+        hint = RedemptionCode.for_gift(secret, pi).hint
+        (line,) = [line for line in listing.splitlines() if line.split()[0].endswith(hint)]
+        return line
+
+    listed = _run(tmp_path, "codes", "list")
+    assert listed.returncode == 0, listed.stderr
+    redeemed = row(listed.stdout, "pi_redeemed").split()
+    assert redeemed[2:4] == ["redeemed", "gift"]
+    assert "carol" in redeemed
+    refunded = row(listed.stdout, "pi_refunded")
+    assert refunded.split()[2:4] == ["void", "gift"]
+    assert "its payment was refunded" in refunded
+    assert row(listed.stdout, "pi_open").split()[2:4] == ["unredeemed", "gift"]
+    unredeemed = _run(tmp_path, "codes", "list", "--unredeemed").stdout
+    assert row(unredeemed, "pi_open")
+    for gone in ("pi_redeemed", "pi_refunded"):
+        assert RedemptionCode.for_gift(secret, gone).hint not in unredeemed
 
 
 def test_an_expiry_in_the_past_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:

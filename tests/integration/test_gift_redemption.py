@@ -7,7 +7,7 @@ journalled apply), and through checkout with the Stripe twin.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ import pytest
 from buytokens.adapters.memory import FixedClock
 from buytokens.adapters.stripe_events import translate_event
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
-from buytokens.domain.codes import CodeKind, CodeRecord, CodeSecret, RedemptionCode
+from buytokens.domain.codes import CodeKind, CodeRecord, CodeSecret, CodeState, RedemptionCode
 from buytokens.domain.crediting import credit_key
 from buytokens.domain.errors import (
     GiftAlreadyRedeemed,
@@ -27,7 +27,7 @@ from buytokens.domain.ledger import EntryKind
 from buytokens.domain.purchases import PurchaseStatus
 from buytokens.entrypoints.composition import UseCaseDependencies
 from buytokens.services.buying import create_payment_intent
-from buytokens.services.codes import CodeDesk, redeem_code
+from buytokens.services.codes import CodeDesk, create_codes, list_codes, redeem_code
 from buytokens.services.gifts import GiftCodes, gift_code_of
 from buytokens.services.webhooks import apply_received_event
 from buytokens.testing.stripe_twin import InMemoryPaymentGateway
@@ -260,3 +260,55 @@ def test_a_gift_bought_at_checkout_is_indexed_before_it_is_paid(
     rotated_view = gift_code_of(rotated, paid)
     assert rotated_view is not None
     assert rotated_view.code is None
+
+
+# -- the listing: a gift's state is its purchase's ------------------------------------------
+
+
+def test_the_code_list_shows_each_gift_as_its_purchase_has_it(
+    stores: CodeStores, clock: FixedClock
+) -> None:
+    """Redeemed (by whom, when), void (why), pending (unpaid, under review) or unredeemed,
+    as redemption would answer; ``--unredeemed`` keeps only what can be redeemed now."""
+    use_cases, desk = _parts(stores, clock)
+    (operator,) = create_codes(desk, 1_000, 1, "launch")
+    _deliver(use_cases, _paid_gift("pi_redeemed"), _paid_gift("pi_void"), _paid_gift("pi_open"))
+    _deliver(use_cases, _paid_gift("pi_review", amount=1))
+    stores.codes.index_gift(_gift_record("pi_unpaid"))  # checkout indexed it; never paid
+    redeem_code(desk, FRIEND, _code("pi_redeemed"))
+    redeemed_at = clock.now()
+    _deliver(use_cases, stripe_json.refunded("pi_void", 3500, 1, "cny"))
+    clock.advance(timedelta(hours=1))
+
+    listed = {r.payment_intent_id or "operator": r for r in list_codes(desk)}
+    now = clock.now()
+    assert {key: r.state(now) for key, r in listed.items()} == {
+        "operator": CodeState.UNREDEEMED,
+        "pi_redeemed": CodeState.REDEEMED,
+        "pi_void": CodeState.VOID,
+        "pi_open": CodeState.UNREDEEMED,
+        "pi_review": CodeState.PENDING,
+        "pi_unpaid": CodeState.PENDING,
+    }
+    redeemed = listed["pi_redeemed"]
+    assert (redeemed.redeemed_by, redeemed.redeemed_at, redeemed.credited) == (
+        FRIEND,
+        redeemed_at,
+        True,
+    )
+    assert listed["pi_void"].void_reason == "its payment was refunded"
+    assert listed["pi_review"].pending_reason is not None
+    assert "review" in listed["pi_review"].pending_reason
+    assert listed["pi_unpaid"].pending_reason == "its payment has not succeeded"
+    for key in ("pi_void", "pi_open", "pi_review", "pi_unpaid"):
+        assert listed[key].redeemed_by is None
+    assert listed["operator"].digest == operator.digest
+    # What the list says is what redemption answers.
+    with pytest.raises(GiftVoid):
+        redeem_code(desk, BUYER, _code("pi_void"))
+    for pending in ("pi_review", "pi_unpaid"):
+        with pytest.raises(GiftNotFound):
+            redeem_code(desk, BUYER, _code(pending))
+
+    unredeemed = {r.payment_intent_id or "operator" for r in list_codes(desk, unredeemed_only=True)}
+    assert unredeemed == {"operator", "pi_open"}

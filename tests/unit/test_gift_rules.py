@@ -8,6 +8,7 @@ import pytest
 
 from buytokens.adapters.stripe_events import translate_event
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
+from buytokens.domain.codes import CodeRecord, CodeSecret, CodeState, RedemptionCode
 from buytokens.domain.crediting import (
     Decision,
     Disposition,
@@ -196,3 +197,48 @@ def test_a_purchase_redeemed_or_void_must_be_a_gift() -> None:
         Purchase("pi_1", "b", "p", 1, PRICE, T0, T0, gift=True, redeemed_by="x")
     with pytest.raises(ValueError, match="only a gift"):
         Purchase("pi_1", "b", "p", 1, PRICE, T0, T0, redeemed_by="x", redeemed_at=T0)
+
+
+# -- a gift code's state is its purchase's ----------------------------------------------------
+
+SECRET = CodeSecret.derived_from("a-secret-for-the-pure-gift-rules")
+
+
+def _index(pi: str = "pi_1") -> CodeRecord:
+    return CodeRecord.gift(RedemptionCode.for_gift(SECRET, pi), pi, "buyer", TOKENS, T0)
+
+
+def _state(purchase: Purchase | None) -> CodeState:
+    return _index().with_purchase(purchase).state(T0)
+
+
+def test_a_gift_code_takes_its_state_from_its_purchase() -> None:
+    """Unpaid and under review: pending; paid: unredeemed; redeemed beats a later refund;
+    money back before redemption: void, with the purchase's reason."""
+    assert _state(None) is CodeState.PENDING
+    assert _state(_apply(None, _paid(Money(1, "cny")))) is CodeState.PENDING
+    paid = _apply(None, _paid())
+    assert _state(paid) is CodeState.UNREDEEMED
+    transition = _redeemed(paid).transition
+    assert transition is not None
+    redeemed = transition.purchase
+    seen = _index().with_purchase(redeemed)
+    assert (seen.state(T0), seen.redeemed_by, seen.redeemed_at, seen.credited) == (
+        CodeState.REDEEMED,
+        "friend",
+        T0,
+        True,
+    )
+    refund = ChargeRefunded("evt_rf", "pi_1", PRICE, T0)
+    assert _state(_apply(redeemed, refund)) is CodeState.REDEEMED
+    voided = _index().with_purchase(_apply(paid, refund))
+    assert (voided.state(T0), voided.void_reason) == (CodeState.VOID, "its payment was refunded")
+
+
+def test_only_a_gift_reads_its_own_purchase() -> None:
+    """An operator code has no purchase; a gift is never read with another intent's."""
+    operator = CodeRecord.issued(RedemptionCode.for_gift(SECRET, "x"), 5, "launch", T0)
+    with pytest.raises(ValueError, match="purchase"):
+        operator.with_purchase(None)
+    with pytest.raises(ValueError, match="not the gift's"):
+        _index("pi_other").with_purchase(_apply(None, _paid()))

@@ -28,12 +28,12 @@ class InMemoryRedemptionCodes:
             if len(set(digests)) != len(digests) or any(d in self._codes for d in digests):
                 raise StoreCorrupted("a code with this digest is already stored")
             for record in records:
-                self._codes[record.digest] = attrs.evolve(record, void_reason=None)
+                self._codes[record.digest] = _as_stored(record)
 
     def index_gift(self, record: CodeRecord) -> None:
         check_gift_index(record)
         with self._lock:
-            stored = self._codes.setdefault(record.digest, attrs.evolve(record, void_reason=None))
+            stored = self._codes.setdefault(record.digest, _as_stored(record))
         check_same_gift(stored, record)
 
     def find(self, digest: str) -> CodeRecord | None:
@@ -68,3 +68,8 @@ class InMemoryRedemptionCodes:
             waiting = [r for r in self._codes.values() if r.redeemed_by and not r.credited]
         waiting.sort(key=lambda r: (r.redeemed_at, r.digest))
         return waiting[: max(limit, 0)]
+
+
+def _as_stored(record: CodeRecord) -> CodeRecord:
+    """What a store keeps: a gift's void and pending reasons are views of its purchase."""
+    return attrs.evolve(record, void_reason=None, pending_reason=None)

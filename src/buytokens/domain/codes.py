@@ -37,6 +37,7 @@ from buytokens.domain.errors import (
     StoreCorrupted,
     UserError,
 )
+from buytokens.domain.purchases import Purchase
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base 32
 BITS_PER_SYMBOL = 5
@@ -216,6 +217,7 @@ class CodeState(enum.StrEnum):
     UNREDEEMED = "unredeemed"
     REDEEMED = "redeemed"
     VOID = "void"  # the gift's payment was refunded or disputed before redemption
+    PENDING = "pending"  # a gift whose payment has not succeeded, or is held for review
     EXPIRED = "expired"
 
 
@@ -249,8 +251,11 @@ def _tokens(_instance: object, _attribute: object, value: int) -> None:
 class CodeRecord:
     """What a store keeps about one code: its digest, never the code itself.
 
-    A gift's record is a view of its purchase: ``void_reason`` is set when the
-    purchase's refund or dispute facts void it (see docs/CODES.md).
+    A gift's record in a store is only its index (digest → payment intent): its
+    state lives on its purchase. ``with_purchase`` gives the record as the purchase
+    has it: ``redeemed_by``/``redeemed_at``, ``void_reason`` (a refund or
+    chargeback before redemption) and ``pending_reason`` (not paid, or held for
+    review) are then views of the purchase, never stored (see docs/CODES.md).
     """
 
     digest: str = attrs.field(validator=_digest)
@@ -267,6 +272,8 @@ class CodeRecord:
     void_reason: str | None = None
     credited: bool = False
     """The redeemer's credit is on the ledger (redeeming claims the code first, then credits)."""
+    pending_reason: str | None = None
+    """Why a gift cannot be redeemed yet: its payment has not succeeded, or is under review."""
 
     def __attrs_post_init__(self) -> None:
         if (self.redeemed_by is None) != (self.redeemed_at is None):
@@ -275,8 +282,10 @@ class CodeRecord:
             raise ValueError("only a redeemed code can have been credited")
         if self.kind is CodeKind.GIFT and not (self.payment_intent_id and self.buyer_id):
             raise ValueError("a gift code belongs to a payment intent and its buyer")
-        if self.kind is CodeKind.OPERATOR and self.void_reason is not None:
-            raise ValueError("only a gift can be void: an operator code has no payment")
+        if self.kind is CodeKind.OPERATOR and (
+            self.void_reason is not None or self.pending_reason is not None
+        ):
+            raise ValueError("only a gift is void or pending: an operator code has no payment")
 
     @classmethod
     def issued(
@@ -318,12 +327,44 @@ class CodeRecord:
             buyer_id=buyer_id,
         )
 
+    def with_purchase(self, purchase: Purchase | None) -> CodeRecord:
+        """This gift's record as its purchase (None: not stored yet) has it now.
+
+        Redeemed by whom and when, void and why, or pending while the payment has
+        not succeeded or is held for review; unredeemed otherwise.
+        """
+        if self.kind is not CodeKind.GIFT:
+            raise ValueError("only a gift's state lives on its purchase")
+        if purchase is not None and purchase.payment_intent_id != self.payment_intent_id:
+            raise ValueError("this purchase is not the gift's")
+        if purchase is None or not purchase.gift or not purchase.succeeded:
+            return attrs.evolve(
+                self,
+                redeemed_by=None,
+                redeemed_at=None,
+                credited=False,
+                void_reason=None,
+                pending_reason="its payment has not succeeded",
+            )
+        review = purchase.review_reason
+        return attrs.evolve(
+            self,
+            redeemed_by=purchase.redeemed_by,
+            redeemed_at=purchase.redeemed_at,
+            # A gift's redemption and its credit are one purchase transition.
+            credited=purchase.redeemed_by is not None,
+            void_reason=purchase.void_reason,
+            pending_reason=None if review is None else f"its payment is under review ({review})",
+        )
+
     def state(self, now: datetime) -> CodeState:
-        """Redeemed wins over everything (it happened); then void; then expired."""
+        """Redeemed wins over everything (it happened); then void; then pending; then expired."""
         if self.redeemed_by is not None:
             return CodeState.REDEEMED
         if self.void_reason is not None:
             return CodeState.VOID
+        if self.pending_reason is not None:
+            return CodeState.PENDING
         if self.expires_at is not None and now >= self.expires_at:
             return CodeState.EXPIRED
         return CodeState.UNREDEEMED
@@ -344,6 +385,8 @@ class CodeRecord:
             )
         if state is CodeState.VOID:
             raise GiftVoid(f"this gift was withdrawn before it was redeemed ({self.void_reason})")
+        if state is CodeState.PENDING:
+            raise GiftNotFound(f"this gift cannot be redeemed yet: {self.pending_reason}")
         if state is CodeState.EXPIRED:
             raise GiftNotFound("no such code, or it has expired")
         redeemed = attrs.evolve(self, redeemed_by=user_id, redeemed_at=now)

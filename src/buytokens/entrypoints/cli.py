@@ -12,7 +12,7 @@ from typing import NoReturn
 from buytokens._version import __version__
 from buytokens.adapters.stripe_gateway import STRIPE_EVENT_HISTORY
 from buytokens.domain.catalogue import Catalogue
-from buytokens.domain.codes import MAX_CODES_PER_BATCH, CodeRecord, masked
+from buytokens.domain.codes import MAX_CODES_PER_BATCH, CodeKind, CodeRecord, masked
 from buytokens.domain.crediting import NOT_APPROVABLE
 from buytokens.domain.errors import BuyTokensError
 from buytokens.domain.ledger import MAX_TOKENS, LedgerEntry, check_reason, check_user_id
@@ -512,11 +512,12 @@ def _codes_table(records: Sequence[CodeRecord], now: datetime) -> str:
             masked(r.hint),
             f"{r.tokens:,}",
             r.state(now).value + ("" if r.credited or r.redeemed_by is None else " (crediting)"),
+            r.kind.value,
             _when(r.created_at),
             _when(r.expires_at),
             r.redeemed_by or "",
             _when(r.redeemed_at),
-            r.reason,
+            _code_note(r),
         )
         for r in records
     ]
@@ -524,6 +525,7 @@ def _codes_table(records: Sequence[CodeRecord], now: datetime) -> str:
         "code",
         "tokens",
         "state",
+        "kind",
         "created (UTC)",
         "expires (UTC)",
         "redeemed by",
@@ -531,6 +533,14 @@ def _codes_table(records: Sequence[CodeRecord], now: datetime) -> str:
         "reason",
     )
     return _table(header, rows)
+
+
+def _code_note(record: CodeRecord) -> str:
+    """The operator's reason; for a gift, its buyer and why it is void or pending."""
+    if record.kind is not CodeKind.GIFT:
+        return record.reason
+    why = record.void_reason or record.pending_reason
+    return f"gift from {record.buyer_id} ({record.payment_intent_id})" + (f": {why}" if why else "")
 
 
 def _reconcile_report(report: ReconcileReport) -> str:

@@ -15,8 +15,9 @@ class RedemptionCodes(Protocol):
     Redeeming is two writes: ``claim`` (the commit point: at most one user ever
     claims a code) and, once the redeemer's credit is on the ledger,
     ``mark_credited``. A code claimed but not yet credited is listed by
-    ``uncredited`` so that a finishing pass can complete it. A gift's
-    ``void_reason`` is a view of its purchase and is never stored here.
+    ``uncredited`` so that a finishing pass can complete it. A gift's record is
+    only its index: who redeemed it, when, and whether it is void or pending live
+    on its purchase (``CodeRecord.with_purchase``) and are never stored here.
 
     Every method raises ``StoreUnavailable`` when the store cannot be reached or
     cannot confirm a durable write; a write may then have taken effect or not,
@@ -60,8 +61,9 @@ class RedemptionCodes(Protocol):
         ...
 
     def codes(self, *, unredeemed_only: bool = False, limit: int = 1000) -> Sequence[CodeRecord]:
-        """Stored codes, newest first, at most ``limit``; with ``unredeemed_only`` only
-        those nobody has claimed (expired ones included: expiry depends on the time)."""
+        """Stored records, newest first, at most ``limit``; with ``unredeemed_only`` only
+        those nobody has claimed (expired ones included: expiry depends on the time;
+        gifts all included: their state is their purchase's)."""
         ...
 
     def uncredited(self, limit: int = 100) -> Sequence[CodeRecord]:

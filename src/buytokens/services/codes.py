@@ -171,12 +171,27 @@ def finish_redemptions(desk: CodeDesk, limit: int = 100) -> FinishedRedemptions:
 def list_codes(
     desk: CodeDesk, *, unredeemed_only: bool = False, limit: int = 1000
 ) -> Sequence[CodeRecord]:
-    """Stored codes, newest first; with ``unredeemed_only`` only those redeemable now."""
-    records = desk.codes.codes(unredeemed_only=unredeemed_only, limit=limit)
+    """Stored codes, newest first, each in its state now; with ``unredeemed_only`` only
+    those redeemable now.
+
+    A gift's state lives on its purchase (the store holds only its index): each gift
+    is read with its purchase, so it shows as redeemed (by whom, when), void (why),
+    pending (not paid, or under review) or unredeemed as the redemption would answer.
+    """
+    records = [
+        _as_purchased(desk, record)
+        for record in desk.codes.codes(unredeemed_only=unredeemed_only, limit=limit)
+    ]
     if not unredeemed_only:
         return records
     now = desk.clock.now()
     return [record for record in records if record.state(now) is CodeState.UNREDEEMED]
+
+
+def _as_purchased(desk: CodeDesk, record: CodeRecord) -> CodeRecord:
+    if record.kind is not CodeKind.GIFT or record.payment_intent_id is None:
+        return record
+    return record.with_purchase(desk.store.get_purchase(record.payment_intent_id))
 
 
 def _interrupted(record: CodeRecord, user_id: str) -> bool:

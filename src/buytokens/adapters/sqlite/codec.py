@@ -8,7 +8,7 @@ by name, and rows are read by column name (``sqlite3.Row``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,22 @@ from buytokens.adapters.purchase_record import (
 )
 from buytokens.domain.ledger import EntryKind, LedgerEntry
 from buytokens.domain.purchases import Purchase
+
+
+def optional_iso(value: datetime | None) -> str | None:
+    """A time as a column holds it, or NULL for none."""
+    return None if value is None else value.isoformat()
+
+
+def optional_time(value: object) -> datetime | None:
+    """The time a nullable time column holds, or None for NULL."""
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+def placeholders(fields: Sequence[str]) -> str:
+    """``:a, :b, ...``: the named parameters of an INSERT of these columns."""
+    return ", ".join(f":{name}" for name in fields)
+
 
 LEDGER_FIELDS = (
     "entry_key",
@@ -37,7 +53,7 @@ PURCHASE_COLUMNS = ", ".join(PURCHASE_FIELDS)
 LEDGER_COLUMNS = ", ".join(LEDGER_FIELDS)
 INSERT_PURCHASE = (
     f"INSERT INTO purchases ({PURCHASE_COLUMNS}) "  # noqa: S608 - names of our own columns
-    f"VALUES ({', '.join(f':{name}' for name in PURCHASE_FIELDS)})"
+    f"VALUES ({placeholders(PURCHASE_FIELDS)})"
 )
 UPDATE_PURCHASE = (
     "UPDATE purchases SET "  # noqa: S608 - names of our own columns
@@ -46,7 +62,7 @@ UPDATE_PURCHASE = (
 )
 INSERT_ENTRY = (
     f"INSERT INTO ledger ({LEDGER_COLUMNS}) "  # noqa: S608 - names of our own columns
-    f"VALUES ({', '.join(f':{name}' for name in LEDGER_FIELDS)})"
+    f"VALUES ({placeholders(LEDGER_FIELDS)})"
 )
 
 

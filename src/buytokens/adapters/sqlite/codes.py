@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from buytokens.adapters.sqlite.codec import optional_iso, optional_time, placeholders
 from buytokens.adapters.sqlite.engine import SqliteDatabase
 from buytokens.domain.codes import CodeKind, CodeRecord, check_gift_index, check_same_gift
 from buytokens.domain.errors import StoreCorrupted, UserError
 from buytokens.domain.users import canonical_user_id
 
-_COLUMNS = (
-    "digest, hint, kind, tokens, reason, created_at, expires_at, payment_intent_id, buyer_id, "
-    "redeemed_by, redeemed_at, credited"
+_FIELDS = (
+    "digest",
+    "hint",
+    "kind",
+    "tokens",
+    "reason",
+    "created_at",
+    "expires_at",
+    "payment_intent_id",
+    "buyer_id",
+    "redeemed_by",
+    "redeemed_at",
+    "credited",
 )
-_SELECT = f"SELECT {_COLUMNS} FROM codes"  # noqa: S608
-_INSERT = f"INSERT INTO codes ({_COLUMNS}) VALUES ({', '.join('?' * 12)})"  # noqa: S608
+_COLUMNS = ", ".join(_FIELDS)
+_SELECT = f"SELECT {_COLUMNS} FROM codes"  # noqa: S608 - names of our own columns
+_INSERT = f"INSERT INTO codes ({_COLUMNS}) VALUES ({placeholders(_FIELDS)})"  # noqa: S608
 
 
 class SqliteRedemptionCodes:
@@ -98,47 +110,44 @@ class SqliteRedemptionCodes:
         return [_record(row) for row in rows]
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+def _row(r: CodeRecord) -> dict[str, Any]:
+    """The record's row, as named parameters of ``_INSERT``."""
+    return {
+        "digest": r.digest,
+        "hint": r.hint,
+        "kind": r.kind.value,
+        "tokens": r.tokens,
+        "reason": r.reason,
+        "created_at": r.created_at.isoformat(),
+        "expires_at": optional_iso(r.expires_at),
+        "payment_intent_id": r.payment_intent_id,
+        "buyer_id": r.buyer_id,
+        "redeemed_by": r.redeemed_by,
+        "redeemed_at": optional_iso(r.redeemed_at),
+        "credited": int(r.credited),
+    }
 
 
-def _row(r: CodeRecord) -> tuple[object, ...]:
-    return (
-        r.digest,
-        r.hint,
-        r.kind.value,
-        r.tokens,
-        r.reason,
-        r.created_at.isoformat(),
-        _iso(r.expires_at),
-        r.payment_intent_id,
-        r.buyer_id,
-        r.redeemed_by,
-        _iso(r.redeemed_at),
-        int(r.credited),
-    )
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
-def _time(value: Any) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(str(value))
-
-
-def _record(row: Sequence[Any]) -> CodeRecord:
-    (digest, hint, kind, tokens, reason, created, expires, pi, buyer, by, at, credited) = row
+def _record(row: Mapping[str, Any]) -> CodeRecord:
+    """The record a row of ``codes`` holds."""
     try:
         return CodeRecord(
-            digest=str(digest),
-            hint=str(hint),
-            kind=CodeKind(str(kind)),
-            tokens=int(tokens),
-            created_at=datetime.fromisoformat(str(created)),
-            expires_at=_time(expires),
-            reason=str(reason),
-            payment_intent_id=None if pi is None else str(pi),
-            buyer_id=None if buyer is None else str(buyer),
-            redeemed_by=None if by is None else str(by),
-            redeemed_at=_time(at),
-            credited=bool(credited),
+            digest=str(row["digest"]),
+            hint=str(row["hint"]),
+            kind=CodeKind(str(row["kind"])),
+            tokens=int(row["tokens"]),
+            created_at=datetime.fromisoformat(str(row["created_at"])),
+            expires_at=optional_time(row["expires_at"]),
+            reason=str(row["reason"]),
+            payment_intent_id=_optional_text(row["payment_intent_id"]),
+            buyer_id=_optional_text(row["buyer_id"]),
+            redeemed_by=_optional_text(row["redeemed_by"]),
+            redeemed_at=optional_time(row["redeemed_at"]),
+            credited=bool(row["credited"]),
         )
     except (ValueError, TypeError, UserError) as exc:
-        raise StoreCorrupted(f"code row {digest!r} is unreadable: {exc}") from exc
+        raise StoreCorrupted(f"code row {row['digest']!r} is unreadable: {exc}") from exc

@@ -5,30 +5,54 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from buytokens.adapters.sqlite.codec import optional_iso, optional_time, placeholders
 from buytokens.adapters.sqlite.engine import SqliteDatabase
 from buytokens.domain.errors import StoreCorrupted, UserError
 from buytokens.domain.money import Money
 from buytokens.domain.promo_uses import PromoUse, UseState
 from buytokens.domain.promotions import AmountOff, PercentOff, PromoCode
 
-_CODE_COLUMNS = (
-    "code, kind, value, currency, package_ids, max_redemptions, per_user, expires_at, "
-    "created_at, disabled"
+_CODE_FIELDS = (
+    "code",
+    "kind",
+    "value",
+    "currency",
+    "package_ids",
+    "max_redemptions",
+    "per_user",
+    "expires_at",
+    "created_at",
+    "disabled",
 )
-_USE_COLUMNS = (
-    "checkout_id, code, user_id, state, held_until, ticket, user_ticket, payment_intent_id, "
-    "cancel_pending"
+_USE_FIELDS = (
+    "checkout_id",
+    "code",
+    "user_id",
+    "state",
+    "held_until",
+    "ticket",
+    "user_ticket",
+    "payment_intent_id",
+    "cancel_pending",
 )
-_SELECT_CODES = f"SELECT {_CODE_COLUMNS} FROM promo_codes"  # noqa: S608
-_SELECT_USES = f"SELECT {_USE_COLUMNS} FROM promo_uses"  # noqa: S608
-_INSERT_USE = f"INSERT INTO promo_uses ({_USE_COLUMNS}) VALUES ({', '.join('?' * 9)})"  # noqa: S608
+_SELECT_CODES = f"SELECT {', '.join(_CODE_FIELDS)} FROM promo_codes"  # noqa: S608
+_SELECT_USES = f"SELECT {', '.join(_USE_FIELDS)} FROM promo_uses"  # noqa: S608
+_INSERT_CODE = (
+    f"INSERT INTO promo_codes ({', '.join(_CODE_FIELDS)}) "  # noqa: S608 - our own columns
+    f"VALUES ({placeholders(_CODE_FIELDS)}) ON CONFLICT (code) DO NOTHING"
+)
+_INSERT_USE = (
+    f"INSERT INTO promo_uses ({', '.join(_USE_FIELDS)}) "  # noqa: S608 - our own columns
+    f"VALUES ({placeholders(_USE_FIELDS)})"
+)
 _UPDATE_USE = (
-    "UPDATE promo_uses SET code = ?, user_id = ?, state = ?, held_until = ?, ticket = ?, "
-    "user_ticket = ?, payment_intent_id = ?, cancel_pending = ? WHERE checkout_id = ?"
+    "UPDATE promo_uses SET "  # noqa: S608 - names of our own columns
+    + ", ".join(f"{name} = :{name}" for name in _USE_FIELDS if name != "checkout_id")
+    + " WHERE checkout_id = :checkout_id"
 )
 
 
@@ -48,11 +72,7 @@ class SqlitePromoCodes:
         row = _code_row(promo)
 
         def insert(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                f"INSERT INTO promo_codes ({_CODE_COLUMNS}) "  # noqa: S608
-                f"VALUES ({', '.join('?' * 10)}) ON CONFLICT (code) DO NOTHING",
-                row,
-            )
+            cursor = conn.execute(_INSERT_CODE, row)
             return cursor.rowcount == 1
 
         with self._db.guarded():
@@ -89,10 +109,7 @@ class SqlitePromoCodes:
             if _stored(conn, use.checkout_id) != previous:
                 return False
             try:
-                if previous is None:
-                    conn.execute(_INSERT_USE, row)
-                else:
-                    conn.execute(_UPDATE_USE, (*row[1:], row[0]))
+                conn.execute(_INSERT_USE if previous is None else _UPDATE_USE, row)
             except sqlite3.IntegrityError:
                 return False  # a ticket another live use holds
             return True
@@ -144,86 +161,86 @@ def _stored(conn: sqlite3.Connection, checkout_id: str) -> PromoUse | None:
 
 
 def _replace(conn: sqlite3.Connection, use: PromoUse) -> None:
-    row = _use_row(use)
-    conn.execute(_UPDATE_USE, (*row[1:], row[0]))
+    conn.execute(_UPDATE_USE, _use_row(use))
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _time(value: Any) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(str(value))
-
-
-def _code_row(p: PromoCode) -> tuple[object, ...]:
+def _code_row(p: PromoCode) -> dict[str, Any]:
+    """The code's row, as named parameters of ``_INSERT_CODE``."""
     if isinstance(p.discount, PercentOff):
         kind, value, currency = "percent", p.discount.percent, None
     else:
         kind, value, currency = "amount", p.discount.amount.amount, p.discount.amount.currency
-    return (
-        p.code,
-        kind,
-        value,
-        currency,
-        None if p.package_ids is None else json.dumps(sorted(p.package_ids)),
-        p.max_redemptions,
-        p.per_user,
-        _iso(p.expires_at),
-        p.created_at.isoformat(),
-        int(p.disabled),
-    )
+    return {
+        "code": p.code,
+        "kind": kind,
+        "value": value,
+        "currency": currency,
+        "package_ids": None if p.package_ids is None else json.dumps(sorted(p.package_ids)),
+        "max_redemptions": p.max_redemptions,
+        "per_user": p.per_user,
+        "expires_at": optional_iso(p.expires_at),
+        "created_at": p.created_at.isoformat(),
+        "disabled": int(p.disabled),
+    }
 
 
-def _code(row: Sequence[Any]) -> PromoCode:
-    code, kind, value, currency, packages, limit, per_user, expires, created, disabled = row
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _code(row: Mapping[str, Any]) -> PromoCode:
+    """The promo code a row of ``promo_codes`` holds."""
     try:
+        value = int(row["value"])
         discount = (
-            PercentOff(int(value))
-            if kind == "percent"
-            else AmountOff(Money(int(value), str(currency)))
+            PercentOff(value)
+            if row["kind"] == "percent"
+            else AmountOff(Money(value, str(row["currency"])))
         )
+        packages = row["package_ids"]
         return PromoCode(
-            code=str(code),
+            code=str(row["code"]),
             discount=discount,
-            created_at=datetime.fromisoformat(str(created)),
+            created_at=datetime.fromisoformat(str(row["created_at"])),
             package_ids=None if packages is None else [str(p) for p in json.loads(packages)],
-            max_redemptions=None if limit is None else int(limit),
-            per_user=int(per_user),
-            expires_at=_time(expires),
-            disabled=bool(disabled),
+            max_redemptions=_optional_int(row["max_redemptions"]),
+            per_user=int(row["per_user"]),
+            expires_at=optional_time(row["expires_at"]),
+            disabled=bool(row["disabled"]),
         )
     except (ValueError, TypeError, UserError) as exc:
-        raise StoreCorrupted(f"promo code row {code!r} is unreadable: {exc}") from exc
+        raise StoreCorrupted(f"promo code row {row['code']!r} is unreadable: {exc}") from exc
 
 
-def _use_row(u: PromoUse) -> tuple[object, ...]:
-    return (
-        u.checkout_id,
-        u.code,
-        u.user_id,
-        u.state.value,
-        u.held_until.isoformat(),
-        u.ticket,
-        u.user_ticket,
-        u.payment_intent_id,
-        int(u.cancel_pending),
-    )
+def _use_row(u: PromoUse) -> dict[str, Any]:
+    """The use's row, as named parameters of ``_INSERT_USE`` and ``_UPDATE_USE``."""
+    return {
+        "checkout_id": u.checkout_id,
+        "code": u.code,
+        "user_id": u.user_id,
+        "state": u.state.value,
+        "held_until": u.held_until.isoformat(),
+        "ticket": u.ticket,
+        "user_ticket": u.user_ticket,
+        "payment_intent_id": u.payment_intent_id,
+        "cancel_pending": int(u.cancel_pending),
+    }
 
 
-def _use(row: Sequence[Any]) -> PromoUse:
-    checkout, code, user, state, until, ticket, user_ticket, intent, pending = row
+def _use(row: Mapping[str, Any]) -> PromoUse:
+    """The use a row of ``promo_uses`` holds."""
     try:
+        intent = row["payment_intent_id"]
         return PromoUse(
-            code=str(code),
-            checkout_id=str(checkout),
-            user_id=str(user),
-            state=UseState(str(state)),
-            held_until=datetime.fromisoformat(str(until)),
-            ticket=None if ticket is None else int(ticket),
-            user_ticket=None if user_ticket is None else int(user_ticket),
+            code=str(row["code"]),
+            checkout_id=str(row["checkout_id"]),
+            user_id=str(row["user_id"]),
+            state=UseState(str(row["state"])),
+            held_until=datetime.fromisoformat(str(row["held_until"])),
+            ticket=_optional_int(row["ticket"]),
+            user_ticket=_optional_int(row["user_ticket"]),
             payment_intent_id=None if intent is None else str(intent),
-            cancel_pending=bool(pending),
+            cancel_pending=bool(row["cancel_pending"]),
         )
     except (ValueError, TypeError) as exc:
-        raise StoreCorrupted(f"promo use row {checkout!r} is unreadable: {exc}") from exc
+        raise StoreCorrupted(f"promo use row {row['checkout_id']!r} is unreadable: {exc}") from exc
