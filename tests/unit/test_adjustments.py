@@ -85,3 +85,23 @@ def test_a_catalogue_package_is_bounded_like_a_grant() -> None:
     with pytest.raises(InvalidCatalogue, match="original_amount: must be at most"):
         TokenPackage("was", "Was", 5, Money(100, "usd"), Money(MAX_AMOUNT + 1, "usd"))
     TokenPackage("edge", "Edge", MAX_TOKENS, Money(MAX_AMOUNT, "usd"))
+
+
+@pytest.mark.parametrize(
+    ("tokens", "shown"),
+    [
+        (MAX_TOKENS + 1, "got 1,000,000,000,001"),
+        (-(10**29), "got -100,000,000,000,000,000,000,000,000,000"),
+        (10**40, "got a 41-digit number"),
+        (-(10**5_000), "got a 5,001-digit number"),
+    ],
+    ids=["13-digits", "30-digits", "41-digits", "5001-digits"],
+)
+def test_an_absurd_amount_is_refused_with_its_size(tokens: int, shown: str) -> None:
+    """The refusal names the amount, or only its length when it is too long to print: an
+    integer longer than Python will print is refused like any other, not with a crash."""
+    with pytest.raises(InvalidAdjustment) as raised:
+        admin_adjustment("alice", tokens, "x", 0, key="k")
+    assert raised.value.message == (
+        f"tokens must be between -{MAX_TOKENS:,} and {MAX_TOKENS:,}, {shown}"
+    )
