@@ -104,9 +104,10 @@ def test_a_catalogue_package_is_bounded_like_a_grant() -> None:
         (-(10**29), "got -100,000,000,000,000,000,000,000,000,000"),
         (10**30, "got a 31-digit number"),
         (10**40, "got a 41-digit number"),
+        (2**200, "got a 61-digit number"),
         (-(10**5_000), "got a 5,001-digit number"),
     ],
-    ids=["13-digits", "30-digits", "31-digits", "41-digits", "5001-digits"],
+    ids=["13-digits", "30-digits", "31-digits", "41-digits", "61-digits", "5001-digits"],
 )
 def test_an_absurd_amount_is_refused_with_its_size(tokens: int, shown: str) -> None:
     """The refusal names the amount, or only its length when it is too long to print: an
