@@ -255,3 +255,85 @@ def test_concurrent_checkouts_never_exceed_the_limit(
     for pi in intents:
         _deliver(use_cases, twin.succeed(pi))
     assert _usage(desk) == (2, 0)
+
+
+def test_a_refund_of_a_discounted_payment_takes_back_by_the_price_paid(
+    use_cases: UseCaseDependencies, twin: InMemoryPaymentGateway, desk: PromoDesk
+) -> None:
+    """Tokens follow the money actually paid: half of ¥44.00 back takes half the tokens."""
+    create_promo(desk, "SPRING-20", percent_off=20)
+    pi = _buy(use_cases, ALICE, "SPRING-20")
+    _deliver(use_cases, twin.succeed(pi))
+    _deliver(use_cases, twin.refund(pi, 2_200))
+    assert use_cases.store.balance(ALICE) == PACKAGE.tokens // 2
+    assert _usage(desk) == (1, 0)
+
+
+def _paid_elsewhere(pi: str, user: str, checkout: str) -> stripe_json.StripeJson:
+    event = stripe_json.succeeded(pi, user, PACKAGE.id, 4_400, "cny")
+    event["data"]["object"]["metadata"].update(
+        promoCode="SPRING-20", discountAmount="1100", purchaseId=checkout
+    )
+    return event
+
+
+def test_uses_counted_without_a_hold_are_each_the_payers_own(
+    use_cases: UseCaseDependencies, stores: PromoCheckoutStores, desk: PromoDesk
+) -> None:
+    """Paid for intents this store never saw, a once-per-user code counts Alice's and Bob's
+    uses, each for its payer and intent; Alice's second payment goes to review."""
+    create_promo(desk, "SPRING-20", percent_off=20)
+    _deliver(use_cases, _paid_elsewhere("pi_a", ALICE, "k1"))
+    _deliver(use_cases, _paid_elsewhere("pi_b", BOB, "k2"))
+    _deliver(use_cases, _paid_elsewhere("pi_c", ALICE, "k3"))
+    assert (use_cases.store.balance(ALICE), use_cases.store.balance(BOB)) == (
+        PACKAGE.tokens,
+        PACKAGE.tokens,
+    )
+    uses = [stores.promos.find_use(k) for k in ("k1", "k2")]
+    assert [(u.user_id, u.payment_intent_id) for u in uses if u is not None] == [
+        (ALICE, "pi_a"),
+        (BOB, "pi_b"),
+    ]
+    flagged = use_cases.store.get_purchase("pi_c")
+    assert flagged is not None
+    assert flagged.review_reason == (
+        "paid with promo code SPRING-20 after its hold lapsed, "
+        "when the code's per-user limit was already reached"
+    )
+    assert _usage(desk) == (2, 0)
+
+
+def test_a_use_without_a_hold_is_counted_beside_another_checkouts_live_hold(
+    use_cases: UseCaseDependencies, desk: PromoDesk
+) -> None:
+    """Bob's checkout holds one of two uses; Alice's payment from elsewhere takes the other."""
+    create_promo(desk, "SPRING-20", percent_off=20, max_redemptions=2)
+    _buy(use_cases, BOB, "SPRING-20")
+    _deliver(use_cases, _paid_elsewhere("pi_a", ALICE, "k1"))
+    assert use_cases.store.balance(ALICE) == PACKAGE.tokens
+    assert _usage(desk) == (1, 1)
+
+
+def test_redelivering_a_payment_sent_to_review_takes_no_use_freed_since(
+    use_cases: UseCaseDependencies,
+    twin: InMemoryPaymentGateway,
+    desk: PromoDesk,
+    clock: FixedClock,
+) -> None:
+    """Alice's late payment found the code full and went to review; Bob's payment then fails
+    and frees the use. A redelivery of Alice's payment changes nothing."""
+    create_promo(desk, "ONCE", percent_off=50, max_redemptions=1)
+    late = _buy(use_cases, ALICE, "ONCE")
+    clock.advance(timedelta(hours=2))
+    bobs = _buy(use_cases, BOB, "ONCE")
+    paid_late = twin.succeed(late)
+    _deliver(use_cases, paid_late)
+    _deliver(use_cases, twin.fail(bobs))
+    assert _usage(desk) == (0, 0)
+    _deliver(use_cases, paid_late)
+    assert _usage(desk) == (0, 0)
+    flagged = use_cases.store.get_purchase(late)
+    assert flagged is not None
+    assert flagged.status is PurchaseStatus.NEEDS_REVIEW
+    assert use_cases.store.balance(ALICE) == 0

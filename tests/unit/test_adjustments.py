@@ -6,13 +6,23 @@ import pytest
 
 from buytokens.adapters.memory import FixedClock, InMemoryBalanceRepository, SequentialIdSource
 from buytokens.domain.catalogue import TokenPackage
-from buytokens.domain.errors import InvalidAdjustment, InvalidCatalogue, UserError
+from buytokens.domain.errors import (
+    ChangeNotApplied,
+    InvalidAdjustment,
+    InvalidCatalogue,
+    OutcomeUnknown,
+    StoreUnavailable,
+    UserError,
+)
 from buytokens.domain.ledger import (
     MAX_BALANCE,
+    MAX_KEY_LENGTH,
     MAX_REASON_LENGTH,
     MAX_TOKENS,
     MAX_USER_ID_LENGTH,
     EntryKind,
+    LedgerChange,
+    LedgerEntry,
     admin_adjustment,
 )
 from buytokens.domain.money import MAX_AMOUNT, Money
@@ -85,3 +95,124 @@ def test_a_catalogue_package_is_bounded_like_a_grant() -> None:
     with pytest.raises(InvalidCatalogue, match="original_amount: must be at most"):
         TokenPackage("was", "Was", 5, Money(100, "usd"), Money(MAX_AMOUNT + 1, "usd"))
     TokenPackage("edge", "Edge", MAX_TOKENS, Money(MAX_AMOUNT, "usd"))
+
+
+@pytest.mark.parametrize(
+    ("tokens", "shown"),
+    [
+        (MAX_TOKENS + 1, "got 1,000,000,000,001"),
+        (-(10**29), "got -100,000,000,000,000,000,000,000,000,000"),
+        (10**30, "got a 31-digit number"),
+        (10**40, "got a 41-digit number"),
+        (2**200, "got a 61-digit number"),
+        (-(10**5_000), "got a 5,001-digit number"),
+    ],
+    ids=["13-digits", "30-digits", "31-digits", "41-digits", "61-digits", "5001-digits"],
+)
+def test_an_absurd_amount_is_refused_with_its_size(tokens: int, shown: str) -> None:
+    """The refusal names the amount, or only its length when it is too long to print: an
+    integer longer than Python will print is refused like any other, not with a crash."""
+    with pytest.raises(InvalidAdjustment) as raised:
+        admin_adjustment("alice", tokens, "x", 0, key="k")
+    assert raised.value.message == (
+        f"tokens must be between -{MAX_TOKENS:,} and {MAX_TOKENS:,}, {shown}"
+    )
+
+
+def test_ids_reasons_and_keys_of_the_largest_length_are_accepted() -> None:
+    """The bounds are inclusive: 255 characters of id and key, 500 of reason."""
+    change = admin_adjustment(
+        "u" * MAX_USER_ID_LENGTH, 5, "r" * MAX_REASON_LENGTH, 0, key="k" * MAX_KEY_LENGTH
+    )
+    assert (len(change.user_id), len(change.reason), change.key) == (
+        MAX_USER_ID_LENGTH,
+        MAX_REASON_LENGTH,
+        "admin:" + "k" * MAX_KEY_LENGTH,
+    )
+    with pytest.raises(InvalidAdjustment, match="key must be 1-255"):
+        admin_adjustment("alice", 5, "x", 0, key="")
+
+
+@pytest.mark.parametrize(
+    ("user_id", "shown"),
+    [
+        ("a\tb", "got 3 starting 'a\\tb'"),
+        ("a\x00" + "x" * 38, f"got 40 starting 'a\\x00{'x' * 38}'"),
+        ("0123456789" * 30, f"got 300 starting '{'0123456789' * 4}...'"),
+    ],
+    ids=["unprintable", "forty-unprintable", "too-long"],
+)
+def test_a_refused_user_id_is_shown_escaped_and_cut_short(user_id: str, shown: str) -> None:
+    """The operator sees what was wrong with the id: its length and (up to 40 characters)
+    its start, escaped."""
+    with pytest.raises(InvalidAdjustment) as raised:
+        admin_adjustment(user_id, 5, "x", 0, key="k")
+    assert raised.value.message == (
+        f"user id must be at most {MAX_USER_ID_LENGTH} printable characters, {shown}"
+    )
+
+
+class _FailingStore(InMemoryBalanceRepository):
+    """The in-memory store, whose adjustments fail with ``error`` while it is set."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        super().__init__(FixedClock())
+        self.error = error
+
+    def record_adjustment(self, change: LedgerChange) -> LedgerEntry:
+        if self.error is not None:
+            raise self.error
+        return super().record_adjustment(change)
+
+
+def test_a_grant_the_store_certainly_did_not_apply_says_asking_again_is_safe() -> None:
+    """The operator is told nothing was granted, to whom, why, and that repeating is safe."""
+    store = _FailingStore(ChangeNotApplied("the write was refused"))
+    with pytest.raises(ChangeNotApplied) as raised:
+        grant_tokens(GrantDependencies(store, SequentialIdSource()), " alice ", 5, "welcome")
+    assert raised.value.message == (
+        "nothing was granted to alice: the write was refused; asking again is safe"
+    )
+    assert store.balance("alice") == 0
+
+
+@pytest.mark.parametrize(("key", "retry_key"), [(None, "g-1"), ("mine", "mine")])
+def test_a_grant_of_unknown_outcome_names_the_key_that_finishes_it(
+    key: str | None, retry_key: str
+) -> None:
+    """Told the outcome is open, the operator learns the key to repeat it with (theirs, or
+    the one made up for it), that repeating without it is wrong, and where to look."""
+    store = _FailingStore(StoreUnavailable("no reply from the server"))
+    ids = SequentialIdSource("g")
+    with pytest.raises(OutcomeUnknown) as raised:
+        grant_tokens(GrantDependencies(store, ids), "alice", -1_500, "correction", key=key)
+    assert raised.value.retry_key == retry_key
+    assert raised.value.message == (
+        "the grant of -1,500 tokens to alice is not confirmed (no reply from the server); "
+        f"it takes effect at most once: repeat it with --key {retry_key} to finish it, never "
+        "without; unless repeated it is cancelled within minutes if it has not reached the "
+        "balance (`buytokens history alice` shows it)"
+    )
+    store.error = None
+    store.record_adjustment(admin_adjustment("alice", 2_000, "start", 0, key="start"))
+    finished = grant_tokens(GrantDependencies(store, ids), "alice", -1_500, "x", key=retry_key)
+    assert (finished.key, finished.applied, store.balance("alice")) == (
+        f"admin:{retry_key}",
+        -1_500,
+        500,
+    )
+
+
+def test_a_grant_is_bounded_by_the_balance_it_would_add_to() -> None:
+    """grant_tokens reads the user's stored balance: five tokens short of the largest
+    balance, five more are granted and a sixth is refused."""
+    store = InMemoryBalanceRepository(FixedClock())
+    full, rest = divmod(MAX_BALANCE - 5, MAX_TOKENS)
+    for n in range(full):
+        store.record_adjustment(admin_adjustment("alice", MAX_TOKENS, "bulk", 0, key=f"{n}"))
+    store.record_adjustment(admin_adjustment("alice", rest, "bulk", 0, key="rest"))
+    ids = SequentialIdSource()
+    with pytest.raises(InvalidAdjustment, match="would pass the largest balance"):
+        grant_tokens(GrantDependencies(store, ids), "alice", 6, "more")
+    grant_tokens(GrantDependencies(store, ids), "alice", 5, "more")
+    assert store.balance("alice") == MAX_BALANCE

@@ -27,6 +27,7 @@ from buytokens.services.admin import (
     GrantDependencies,
     approve_purchase,
     grant_tokens,
+    purchases_to_review,
 )
 from buytokens.services.crediting import Applied, CreditingDependencies, apply_payment_event
 
@@ -154,6 +155,45 @@ def test_an_inconsistent_success_is_flagged_and_credits_nothing(
     assert shop.store.balance("alice") == 0
     assert shop.store.balance("mallory") == 0
     assert shop.apply(event).disposition is Disposition.DUPLICATE
+
+
+def _discounted(discount: int | None, paid: int) -> PaymentSucceeded:
+    return PaymentSucceeded(
+        "evt_d",
+        "pi_d",
+        Money(paid, "cny"),
+        "bob",
+        "package_500k",
+        T0,
+        promo_code="SPRING",
+        discount_amount=discount,
+    )
+
+
+@pytest.mark.parametrize(("discount", "paid"), [(1, 3_499), (3_499, 1)])
+def test_a_signed_discount_that_leaves_something_to_pay_prices_an_intent_never_seen(
+    store: InMemoryBalanceRepository, clock: FixedClock, discount: int, paid: int
+) -> None:
+    """From one minor unit off to all but one: the package's tokens for the price paid."""
+    applied = _Harness(store, clock).apply(_discounted(discount, paid))
+    assert applied.disposition is Disposition.APPLIED
+    assert store.balance("bob") == TOKENS
+    assert applied.purchase is not None
+    assert applied.purchase.price == Money(paid, "cny")
+
+
+@pytest.mark.parametrize("discount", [0, None, -1, 3_500])
+def test_a_signed_discount_that_takes_nothing_or_everything_is_flagged(
+    store: InMemoryBalanceRepository, clock: FixedClock, discount: int | None
+) -> None:
+    """No checkout signs a discount of nothing or of the whole price: the full price paid
+    with such metadata goes to review, uncredited, naming the metadata."""
+    applied = _Harness(store, clock).apply(_discounted(discount, 3_500))
+    assert (applied.disposition, applied.reason) == (
+        Disposition.NEEDS_REVIEW,
+        f"the promo code's discountAmount metadata {discount!r} does not fit",
+    )
+    assert store.balance("bob") == 0
 
 
 def test_an_unknown_package_is_flagged(store: InMemoryBalanceRepository, clock: FixedClock) -> None:
@@ -597,3 +637,16 @@ def test_a_refund_known_before_the_success_is_keyed_by_the_crediting_version(
     shop.apply(_refund(700))
     applied = shop.apply(_succeeded())
     assert [e.key for e in applied.entries] == ["purchase:pi_1", "refund:pi_1:2"]
+
+
+def test_the_review_list_shows_the_longest_waiting_hundred_unless_asked_for_fewer(
+    store: InMemoryBalanceRepository, clock: FixedClock
+) -> None:
+    """Of 101 flagged purchases the list shows the first hundred flagged, oldest first."""
+    shop = _Harness(store, clock)
+    for n in range(101):
+        shop.apply(_succeeded(f"pi_{n:03}", amount=Money(1, "cny")))
+        clock.advance(timedelta(seconds=1))
+    listed = [p.payment_intent_id for p in purchases_to_review(store)]
+    assert listed == [f"pi_{n:03}" for n in range(100)]
+    assert [p.payment_intent_id for p in purchases_to_review(store, 2)] == ["pi_000", "pi_001"]

@@ -151,9 +151,10 @@ def test_after_redemption_a_refund_takes_back_from_the_redeemer() -> None:
     ids=["unknown", "unpaid", "not-a-gift"],
 )
 def test_only_a_paid_gift_redeems(current: Purchase | None) -> None:
-    """No purchase, an unpaid gift, or a plain purchase: not found."""
-    with pytest.raises(GiftNotFound):
+    """No purchase, an unpaid gift, or a plain purchase: not found, with one message for all."""
+    with pytest.raises(GiftNotFound) as raised:
         _redeemed(current)
+    assert raised.value.message == "no such code, or it has expired"
 
 
 def test_a_gift_flagged_for_review_does_not_redeem_and_approval_credits_no_one() -> None:
@@ -161,8 +162,9 @@ def test_a_gift_flagged_for_review_does_not_redeem_and_approval_credits_no_one()
     flagged = _apply(None, _paid(Money(1, "cny")))
     assert flagged is not None
     assert flagged.status is PurchaseStatus.NEEDS_REVIEW
-    with pytest.raises(GiftNotFound):
+    with pytest.raises(GiftNotFound) as raised:
         _redeemed(flagged)
+    assert raised.value.message == "this gift's payment is being checked; try again later"
     approved = approve_review(flagged, "checked with the bank", T0, taken_back=0).transition
     assert approved is not None
     assert approved.changes == ()
@@ -242,3 +244,51 @@ def test_only_a_gift_reads_its_own_purchase() -> None:
         operator.with_purchase(None)
     with pytest.raises(ValueError, match="not the gift's"):
         _index("pi_other").with_purchase(_apply(None, _paid()))
+
+
+def test_redemption_is_stamped_with_its_time_and_named_on_the_ledger() -> None:
+    """Redeemed two days after payment: the purchase says when, and the credit names the
+    intent and the package, as the redeemer's history shows it."""
+    later = datetime(2026, 5, 3, 17, 45, tzinfo=UTC)
+    decision = redeem_gift(_apply(None, _paid()), "friend", later, taken_back=0)
+    assert decision.disposition is Disposition.APPLIED
+    assert decision.transition is not None
+    redeemed = decision.transition.purchase
+    assert (redeemed.redeemed_at, redeemed.updated_at, redeemed.version) == (later, later, 2)
+    (credit,) = decision.transition.changes
+    assert (credit.payment_intent_id, credit.reason) == ("pi_1", "redeemed a gift of package_500k")
+
+
+def test_a_code_someone_else_redeemed_says_so_and_when() -> None:
+    """Another user learns the code is spent and on which day, never by whom."""
+    later = datetime(2026, 5, 3, 23, 59, tzinfo=UTC)
+    redeemed = redeem_gift(_apply(None, _paid()), "friend", later, taken_back=0).transition
+    assert redeemed is not None
+    with pytest.raises(GiftAlreadyRedeemed) as raised:
+        _redeemed(redeemed.purchase, "stranger")
+    assert raised.value.message == "this code was already redeemed by someone else on 2026-05-03"
+
+
+def test_its_redeemer_asking_again_is_told_it_was_them_and_gets_nothing() -> None:
+    """A retry after a lost answer: still the contract's 409, and the message says who and when."""
+    later = datetime(2026, 5, 3, 23, 59, tzinfo=UTC)
+    redeemed = redeem_gift(_apply(None, _paid()), "friend", later, taken_back=0).transition
+    assert redeemed is not None
+    with pytest.raises(GiftAlreadyRedeemed) as raised:
+        _redeemed(redeemed.purchase, "friend")
+    assert raised.value.message == "this code was already redeemed by you on 2026-05-03"
+
+
+@pytest.mark.parametrize(
+    ("withdrawal", "why"),
+    [
+        (ChargeRefunded("evt_rf", "pi_1", Money(1, "cny"), T0), "its payment was refunded"),
+        (_dispute(DisputeState.OPEN), "its payment was disputed"),
+    ],
+    ids=["refund", "chargeback"],
+)
+def test_a_void_gift_says_why_it_was_withdrawn(withdrawal: PaymentEvent, why: str) -> None:
+    """The redeemer is told the gift was withdrawn, and whether by a refund or a dispute."""
+    with pytest.raises(GiftVoid) as raised:
+        _redeemed(_apply(None, _paid(), withdrawal))
+    assert raised.value.message == f"this gift was withdrawn before it was redeemed ({why})"

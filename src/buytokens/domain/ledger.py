@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from datetime import datetime
 
 import attrs
@@ -71,8 +72,15 @@ def _shown(text: str, limit: int = 40) -> str:
 
 
 def _number(value: int) -> str:
-    digits = len(str(abs(value)))
-    return f"{value:,}" if digits <= 30 else f"a {digits:,}-digit number"
+    size = abs(value)
+    if size < 10**30:
+        return f"{value:,}"
+    # str() refuses integers of more than 4,300 digits: count them without it, up from
+    # the digits of 2**(bit_length - 1), which never has more than ``size``.
+    digits = int((size.bit_length() - 1) * math.log10(2))
+    while 10**digits <= size:
+        digits += 1
+    return f"a {digits:,}-digit number"
 
 
 def check_user_id(user_id: str) -> str:
