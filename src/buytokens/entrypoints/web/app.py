@@ -48,7 +48,7 @@ def create_app(container: Container | None = None) -> FastAPI:
     app.include_router(build_page_router(container.settings()))
     _install_error_handlers(app)
     _trust_proxies(app, container.settings().trusted_proxies)
-    _install_request_log(app)
+    _install_request_log(app, container)
     return app
 
 
@@ -90,6 +90,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal_error", "an unexpected error occurred")
 
 
-def _install_request_log(app: FastAPI) -> None:
+def _install_request_log(app: FastAPI, container: Container) -> None:
     # Added last, so the outermost of the app's middleware: every answer passes through it.
-    app.add_middleware(HttpEdge)
+    app.add_middleware(HttpEdge, container=container)

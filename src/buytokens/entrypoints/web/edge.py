@@ -1,4 +1,5 @@
-"""The outermost layer of every HTTP request: its id, its body limit and its log line.
+"""The outermost layer of every HTTP request: its id, its body limit and its log line,
+and the webhook's lean path.
 
 One plain ASGI middleware that reads the request's headers once, from the raw
 scope. ``@app.middleware("http")`` would run each request in an extra task with
@@ -17,10 +18,13 @@ from json.encoder import encode_basestring_ascii
 
 from starlette.datastructures import URL
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from buytokens.domain.errors import BuyTokensError
+from buytokens.entrypoints.container import Container
 from buytokens.entrypoints.web import routes
-from buytokens.entrypoints.web.errors import error_response
+from buytokens.entrypoints.web.errors import domain_error_response, error_response
 
 log = logging.getLogger("buytokens.http")
 
@@ -89,16 +93,23 @@ def logged_path(scope: Scope) -> str:
 
 class HttpEdge:
     """Tags every response with ``X-Request-ID``, refuses over-long bodies, logs one JSON
-    line per request.
+    line per request, and serves Stripe's webhook.
 
     The caller's ``X-Request-ID`` is kept when it is printable and at most 64
     characters; otherwise one is minted. A declared ``Content-Length`` over the
     route's limit is answered 413 at once; a body without one is counted as it
     is read, and reading past the limit ends in the same 413.
+
+    ``POST`` to the webhook's path is answered here, by the route's own
+    ``answer_webhook``, without the router, a ``Request`` or a ``Response``: the
+    route stays in the app for its OpenAPI entry and its other methods. Its
+    errors get the answers the app's handlers give; an unexpected exception
+    goes on to the app's server-error handling, as it would from the route.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, container: Container) -> None:
         self.app = app
+        self._container = container
         self._ids = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -108,12 +119,16 @@ class HttpEdge:
         started = time.perf_counter()
         declared: bytes | None = None
         caller_id: bytes | None = None
+        signature: bytes | None = None
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if declared is None:
                     declared = value
-            elif name == REQUEST_ID_HEADER and caller_id is None:
-                caller_id = value
+            elif name == REQUEST_ID_HEADER:
+                if caller_id is None:
+                    caller_id = value
+            elif name == b"stripe-signature" and signature is None:
+                signature = value
         request_id = caller_id.decode("latin-1") if caller_id else ""
         if not request_id or len(request_id) > _CALLER_ID_MAX or not request_id.isprintable():
             request_id = self._ids.next()
@@ -139,6 +154,15 @@ class HttpEdge:
             await error_response(413, routes.PayloadTooLarge.code, too_large)(
                 scope, receive, send_tagged
             )
+        elif path == routes.WEBHOOK_PATH and scope["method"] == "POST":
+            status = await self._webhook(
+                scope,
+                receive,
+                send,
+                send_tagged,
+                tag,
+                None if signature is None else signature.decode("latin-1"),
+            )
         else:
             received = 0
 
@@ -155,3 +179,51 @@ class HttpEdge:
         if log.isEnabledFor(logging.INFO):
             ms = round((time.perf_counter() - started) * 1000, 1)
             log.info(request_line(request_id, scope["method"], logged_path(scope), status, ms))
+
+    async def _webhook(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        send_tagged: Send,
+        tag: tuple[bytes, bytes],
+        signature: str | None,
+    ) -> int:
+        """Read the body (counted against the limit), answer it; the status sent."""
+        limit, too_large = _LIMITS[routes.WEBHOOK_PATH]
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk: bytes = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    refusal = error_response(413, routes.PayloadTooLarge.code, too_large)
+                    await refusal(scope, receive, send_tagged)
+                    return refusal.status_code
+                chunks.append(chunk)
+                more = message.get("more_body", False)
+            elif message["type"] == "http.disconnect":
+                raise ClientDisconnect
+        payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            answer = await routes.answer_webhook(self._container, payload, signature)
+        except BuyTokensError as exc:
+            failure = domain_error_response(exc)
+            await failure(scope, receive, send_tagged)
+            return failure.status_code
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", b"%d" % len(answer)),
+                    (b"content-type", b"application/json"),
+                    tag,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
+        return 200
