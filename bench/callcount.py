@@ -60,6 +60,11 @@ WATCHED: tuple[tuple[str, str, str], ...] = (
 )
 
 
+ALL_CALLS = "function calls, every thread (Python and C)"
+LOOP_CALLS = "function calls on the event-loop thread"
+LABELS = (*(label for label, _, _ in WATCHED), ALL_CALLS, LOOP_CALLS)
+
+
 class CallCounter:
     """cProfile in every thread that calls ``begin_thread()`` (``bench.servers`` arranges it)."""
 
@@ -75,15 +80,32 @@ class CallCounter:
         profile.enable()
 
     def dump(self, path: Path) -> None:
-        """Stop counting here and write every thread's counts, merged, as pstats data."""
+        """Stop counting here and write every thread's counts, merged, as pstats data.
+
+        The first thread to begin (the server's main thread, which runs the event
+        loop) is also written alone, to ``loop_dump(path)``.
+        """
         threading.setprofile(None)
         sys.setprofile(None)
         with self._lock:
             profiles = list(self._profiles)
+        pstats.Stats(profiles[0]).dump_stats(str(loop_dump(path)))
         stats = pstats.Stats(profiles[0])
         for profile in profiles[1:]:
             stats.add(profile)
         stats.dump_stats(str(path))
+
+
+def loop_dump(path: Path) -> Path:
+    """Where ``CallCounter.dump(path)`` writes the event-loop thread's counts alone."""
+    return path.with_suffix(".loop" + path.suffix)
+
+
+def all_calls(stats_file: Path) -> int:
+    """Every function call in a dump, Python and C alike."""
+    with stats_file.open("rb") as dump:
+        raw: dict[tuple[str, int, str], Any] = marshal.load(dump)
+    return sum(calls for _, calls, *_rest in raw.values())
 
 
 def _matches(key: tuple[str, int, str], where: str, name: str) -> bool:
@@ -156,11 +178,13 @@ def count(kind: str, factory: Callable[[], Callable[[int], bytes]], requests: in
             )
         answered = result.requests
         found = counts(dump)
+        found[ALL_CALLS] = all_calls(dump)
+        found[LOOP_CALLS] = all_calls(loop_dump(dump))
         return Counted(
             kind,
             answered,
             {label: n / answered for label, n in found.items()},
-            top_calls(dump, answered),
+            top_calls(loop_dump(dump), answered),
         )
 
 
@@ -170,7 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--scenario", choices=("webhook", "checkout"), default="webhook")
-    parser.add_argument("--top", action="store_true", help="also list the most-called functions")
+    parser.add_argument(
+        "--top", action="store_true", help="also list the event-loop thread's most-called functions"
+    )
     args = parser.parse_args(argv)
     if args.scenario == "webhook":
         kinds = ("app", "floor", "ceiling")
@@ -179,14 +205,14 @@ def main(argv: list[str] | None = None) -> None:
         kinds = ("app-memory-gateway", "floor", "ceiling")
         factory = checkout_requests
     results = [count(kind, factory, args.requests) for kind in kinds]
-    width = max(len(label) for label, _, _ in WATCHED)
+    width = max(len(label) for label in LABELS)
     print(f"calls per request, {args.scenario}, {args.requests} requests, 8 clients")
     print(f"{'':{width}}  " + "  ".join(f"{r.kind:>8}" for r in results))
-    for label, _, _ in WATCHED:
+    for label in LABELS:
         print(f"{label:{width}}  " + "  ".join(f"{r.per_request[label]:8.2f}" for r in results))
     if args.top:
         for result in results:
-            print(f"\nmost-called functions per request, {result.kind}:")
+            print(f"\nmost-called functions per request on the event-loop thread, {result.kind}:")
             for per_request, name in result.top:
                 print(f"  {per_request:8.1f}  {name}")
 

@@ -36,6 +36,8 @@ from buytokens.adapters.system import SystemClock
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.crediting import decide
 from buytokens.entrypoints.container import create_container
+from buytokens.entrypoints.web.edge import RequestIds, request_line
+from buytokens.entrypoints.web.routes import WEBHOOK_PATH
 from buytokens.entrypoints.web.schemas import WebhookResponse
 from buytokens.services.crediting import CreditingDependencies, apply_payment_event
 from buytokens.services.webhooks import receive_webhook
@@ -118,6 +120,7 @@ def pieces(count: int) -> list[tuple[str, float, float]]:
     log.addHandler(logging.NullHandler())
     log.propagate = False
     log.setLevel(logging.INFO)
+    ids = RequestIds()
     line = {"event": "request", "request_id": uuid.uuid4().hex, "method": "POST",
             "path": "/api/custom/stripe/webhook", "status": 200, "ms": 3.1}  # fmt: skip
     results = [
@@ -135,10 +138,15 @@ def pieces(count: int) -> list[tuple[str, float, float]]:
         ),
         (
             "decide (domain rules, new purchase)",
-            lambda i: decide(None, event, DEFAULT_CATALOGUE, NOW),
+            lambda i: decide(None, event, DEFAULT_CATALOGUE, NOW, taken_back=0),
         ),
         ("request log line (json.dumps + Logger.info)", lambda i: log.info(json.dumps(line))),
         ("uuid4().hex (request id)", lambda i: uuid.uuid4().hex),
+        (
+            "request log line as HttpEdge builds it (request_line + Logger.info)",
+            lambda i: log.info(request_line(line["request_id"], "POST", WEBHOOK_PATH, 200, 3.1)),
+        ),
+        ("request id as HttpEdge mints it (RequestIds.next)", lambda i: ids.next()),
         (
             "response (WebhookResponse + model_dump + JSONResponse)",
             lambda i: JSONResponse(WebhookResponse(outcome="applied").model_dump()),

@@ -285,10 +285,20 @@ async def webhook(request: Request) -> Response:
     """Stripe's signed events. 200 once the outcome is durably stored (processed, duplicate,
     ignored, or flagged for review); 400 for anything not genuinely from Stripe; 5xx only
     for a transient failure Stripe should retry."""
+    # In the app, ``HttpEdge`` serves this path with ``answer_webhook`` before routing;
+    # this route documents it and serves it wherever the router is used without the edge.
     payload = await _read_capped(request, WEBHOOK_MAX_BYTES)
-    signature = request.headers.get("stripe-signature")
-    # The provider, not an injected parameter: FastAPI then has no dependency to solve.
-    webhooks: WebhookDependencies = request.app.state.container.webhooks()
+    answer = await answer_webhook(
+        request.app.state.container, payload, request.headers.get("stripe-signature")
+    )
+    return Response(answer, media_type="application/json")
+
+
+async def answer_webhook(container: Container, payload: bytes, signature: str | None) -> bytes:
+    """The webhook's answer to one delivery (a JSON body, status 200), once its outcome is
+    durably stored; a ``BuyTokensError`` for anything else (see ``webhook``)."""
+    # The provider, not an injected parameter: overrides of the container still apply.
+    webhooks: WebhookDependencies = container.webhooks()
     store = webhooks.events.store
     if _transacts_awaitably(store):
         # The check and the parse here (as cheap as a thread hop); the store's writer
@@ -299,7 +309,7 @@ async def webhook(request: Request) -> Response:
     else:
         # The store blocks: run it off the event loop.
         applied = await run_in_threadpool(receive_webhook, webhooks, payload, signature)
-    return Response(_WEBHOOK_ANSWERS[applied.disposition], media_type="application/json")
+    return _WEBHOOK_ANSWERS[applied.disposition]
 
 
 _awaitable_seen: list[tuple[object, bool]] = []
