@@ -40,9 +40,13 @@ from buytokens.services.buying import (
     IDEMPOTENCY_KEY_ERRORS,
     BuyingDependencies,
     CheckingDependencies,
+    CreatedIntent,
+    PreparedIntent,
     check_payment_intent,
     create_payment_intent,
+    prepare_payment_intent,
     purchases_of,
+    record_payment_intent_awaiting,
     recorded_check,
 )
 from buytokens.services.gifts import GiftCodes, gift_code_of
@@ -167,12 +171,36 @@ async def create_intent(
     is unknown, expired, disabled, used up, not for this package or already used by
     the caller is 400 ``invalid_promo_code`` (the message says which).
     """
+    created = await _create_intent(request, body, user, buying, lane, limiter, idempotency_key)
+    return CreateIntentResponse(
+        clientSecret=created.snapshot.client_secret,
+        amount=created.amount.amount,
+        currency=created.amount.currency,
+        exponent=created.amount.exponent,
+        paymentIntentId=created.snapshot.id,
+        status=created.snapshot.status,
+        discountAmount=None if created.discount is None else created.discount.amount,
+    )
+
+
+async def _create_intent(
+    request: Request,
+    body: CreateIntentRequest,
+    user: AuthenticatedUser,
+    buying: BuyingDependencies,
+    lane: ProviderLane,
+    limiter: RateLimiter,
+    idempotency_key: str | None,
+) -> CreatedIntent:
     limiter.hit(user.id, request.client.host if request.client else None)
+    store = buying.store
+    awaitable = _transacts_awaitably(store)
     # Stripe may hang: on the lane's threads, never on the shared pool.
+    call = prepare_payment_intent if awaitable else create_payment_intent
     try:
-        created = await lane.run(
+        outcome = await lane.run(
             partial(
-                create_payment_intent,
+                call,
                 buying,
                 user.id,
                 body.packageId,
@@ -183,17 +211,14 @@ async def create_intent(
                 promo_code=body.promoCode,
             )
         )
+        if not awaitable:  # the store blocks: it wrote on the lane's thread, after Stripe
+            return cast(CreatedIntent, outcome)
+        # Stripe has answered: the loop awaits the durable write, no thread waits on it.
+        return await record_payment_intent_awaiting(
+            buying, cast(AwaitableTransactions, store), cast(PreparedIntent, outcome)
+        )
     except IDEMPOTENCY_KEY_ERRORS as exc:
         raise exc.naming(IDEMPOTENCY_HEADER) from exc
-    return CreateIntentResponse(
-        clientSecret=created.snapshot.client_secret,
-        amount=created.amount.amount,
-        currency=created.amount.currency,
-        exponent=created.amount.exponent,
-        paymentIntentId=created.snapshot.id,
-        status=created.snapshot.status,
-        discountAmount=None if created.discount is None else created.discount.amount,
-    )
 
 
 @router.get(
