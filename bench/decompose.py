@@ -14,13 +14,16 @@ For each it prints what the server spent per request answered, from ``/proc``:
 CPU (and the kernel's part of it) by kind of thread, and context switches. The
 differences between neighbours price a thread hop, the floor's work, and what
 the product adds on top, on this machine and under this load.
+
+``--scenario checkout`` does the same for P2's create-intent requests with the
+ceiling, the durable floor and the product on the in-memory Stripe twin.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from bench.web import Contender, Measured, compare, webhook_requests
+from bench.web import Contender, Measured, checkout_requests, compare, webhook_requests
 
 STEPS = (
     Contender("ceiling", "ceiling"),
@@ -28,6 +31,11 @@ STEPS = (
     Contender("+ two hops", "ceiling-two-hops"),
     Contender("durable floor", "floor"),
     Contender("app", "app"),
+)
+CHECKOUT_STEPS = (
+    Contender("ceiling", "ceiling"),
+    Contender("durable floor", "floor"),
+    Contender("app", "app-memory-gateway"),
 )
 THREADS = ("event loop", "worker threads", "writer thread")
 
@@ -46,16 +54,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--scenario", choices=("webhook", "checkout"), default="webhook")
     args = parser.parse_args(argv)
+    steps = CHECKOUT_STEPS if args.scenario == "checkout" else STEPS
+    requests = (lambda _prefix: checkout_requests()) if args.scenario == "checkout" else None
     measured = compare(
-        STEPS, webhook_requests, rounds=args.rounds, seconds=args.seconds, warmup=1.0
+        steps, requests or webhook_requests, rounds=args.rounds, seconds=args.seconds, warmup=1.0
     )
     print("per request answered; CPU in microseconds (user + system), kernel = system part")
     print(
         f"{'server':14} {'req/s':>7} {'CPU':>7} {'kernel':>7} {'loop':>7} {'workers':>7} "
         f"{'writer':>7} {'ctxsw':>7}"
     )
-    for step in STEPS:
+    for step in steps:
         print(_row(step.label, measured[step.label]))
 
 

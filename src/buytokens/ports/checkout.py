@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -36,6 +36,19 @@ class CheckoutKeys(Protocol):
 
     def release(self, user_id: str, key: str) -> None:
         """Forget an uncompleted reservation, so that the request can be tried again."""
+        ...
+
+
+@runtime_checkable
+class AwaitableCheckoutKeys(Protocol):
+    """Checkout keys whose completion an event loop can await without parking a thread."""
+
+    async def complete_awaiting(self, user_id: str, key: str, payment_intent_id: str) -> None:
+        """``CheckoutKeys.complete``, awaited: returns once the completion is durable."""
+        ...
+
+    async def release_awaiting(self, user_id: str, key: str) -> None:
+        """``CheckoutKeys.release``, awaited."""
         ...
 
 

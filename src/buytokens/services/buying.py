@@ -7,6 +7,7 @@ with a ``BuyingDependencies``; ``check_payment_intent(deps, ...)`` with a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterable
 from datetime import timedelta
@@ -25,8 +26,8 @@ from buytokens.domain.events import AttemptOutcome
 from buytokens.domain.money import Money
 from buytokens.domain.promotions import PromoRejection, refuse, require_promo_code
 from buytokens.domain.purchases import Purchase, PurchaseStatus
-from buytokens.ports.balances import BalanceRepository
-from buytokens.ports.checkout import CheckoutKeys
+from buytokens.ports.balances import AwaitableTransactions, BalanceRepository
+from buytokens.ports.checkout import AwaitableCheckoutKeys, CheckoutKeys
 from buytokens.ports.clock import Clock, IdSource
 from buytokens.ports.payments import PaymentGateway
 from buytokens.ports.promos import PromoCodes
@@ -78,6 +79,21 @@ class CreatedIntent:
     snapshot: IntentSnapshot
     amount: Money
     discount: Money | None = None  # what a promo code took off the package's price
+
+
+@attrs.frozen
+class PreparedIntent:
+    """An intent the provider has created, and what is left to record before answering it.
+
+    ``purchase`` is the pending purchase to add (None when an earlier request with
+    the same key recorded it); ``key`` the caller's idempotency key to complete
+    once it is recorded (None without a key, or when there is nothing to record).
+    """
+
+    created: CreatedIntent
+    user_id: str
+    purchase: Purchase | None = None
+    key: str | None = None
 
 
 @attrs.frozen
@@ -162,6 +178,41 @@ def create_payment_intent(
     With ``promo_code`` the intent charges the discounted price, after the checkout
     took a hold on one use of the code (InvalidPromoCode when the code refuses it);
     the hold is released if the intent cannot be created.
+
+    It is ``prepare_payment_intent`` then ``record_payment_intent``; an event loop
+    runs the first on a thread and awaits ``record_payment_intent_awaiting``.
+    """
+    prepared = prepare_payment_intent(
+        deps,
+        user_id,
+        package_id,
+        method_name,
+        idempotency_key=idempotency_key,
+        email=email,
+        gift=gift,
+        promo_code=promo_code,
+    )
+    return record_payment_intent(deps, prepared)
+
+
+def prepare_payment_intent(
+    deps: BuyingDependencies,
+    user_id: str,
+    package_id: str,
+    method_name: str,
+    *,
+    idempotency_key: str | None = None,
+    email: str | None = None,
+    gift: bool = False,
+    promo_code: str | None = None,
+) -> PreparedIntent:
+    """``create_payment_intent`` up to the provider's answer: checks, key, promo hold, intent.
+
+    Blocks on the provider (and on the key's reservation). The pending purchase is
+    not written yet: the caller records it (``record_payment_intent`` or
+    ``record_payment_intent_awaiting``) before answering. If that never happens
+    (the process dies), the key's reservation goes stale and the same key takes
+    the request over, to the same intent (the purchase id is derived from it).
     """
     package = deps.catalogue.get(package_id)
     method = require_payment_method(method_name, deps.catalogue.currency, deps.payment_methods)
@@ -172,7 +223,11 @@ def create_payment_intent(
         if deps.promos is None:
             raise refuse(PromoRejection.UNKNOWN, "there is no such promo code")
     if idempotency_key is None:
-        return _create(deps, deps.ids.new_id(), user_id, package, method, email, gift, promo_code)
+        purchase_id = deps.ids.new_id()
+        created, purchase = _create(
+            deps, purchase_id, user_id, package, method, email, gift, promo_code
+        )
+        return PreparedIntent(created, user_id, purchase)
     if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
         raise InvalidIdempotencyKey(MAX_IDEMPOTENCY_KEY)
     fingerprint = (
@@ -187,17 +242,79 @@ def create_payment_intent(
             raise IdempotencyKeyReused(existing.fingerprint)
         if existing.payment_intent_id is not None:
             snapshot = deps.gateway.retrieve_payment_intent(existing.payment_intent_id)
-            return _created_before(deps, snapshot, package.price)
+            return PreparedIntent(_created_before(deps, snapshot, package.price), user_id)
         if now - existing.reserved_at < STALE_RESERVATION:
             raise RequestInProgress()
     purchase_id = _purchase_id(user_id, idempotency_key)
     try:
-        created = _create(deps, purchase_id, user_id, package, method, email, gift, promo_code)
+        created, purchase = _create(
+            deps, purchase_id, user_id, package, method, email, gift, promo_code
+        )
     except BaseException:
         deps.keys.release(user_id, idempotency_key)
         raise
-    deps.keys.complete(user_id, idempotency_key, created.snapshot.id)
-    return created
+    return PreparedIntent(created, user_id, purchase, idempotency_key)
+
+
+def record_payment_intent(deps: BuyingDependencies, prepared: PreparedIntent) -> CreatedIntent:
+    """Record a prepared intent's pending purchase, then complete its key; blocks on the store.
+
+    A write that fails releases the key (a retry with it comes back to the same
+    intent) and raises the store's error.
+    """
+    if prepared.purchase is not None:
+        try:
+            deps.store.add_purchase(prepared.purchase)
+        except BaseException:
+            if prepared.key is not None:
+                deps.keys.release(prepared.user_id, prepared.key)
+            raise
+        if prepared.key is not None:
+            deps.keys.complete(prepared.user_id, prepared.key, prepared.created.snapshot.id)
+    return prepared.created
+
+
+async def record_payment_intent_awaiting(
+    deps: BuyingDependencies, store: AwaitableTransactions, prepared: PreparedIntent
+) -> CreatedIntent:
+    """``record_payment_intent`` for an event loop, on a store that transacts awaitably.
+
+    ``store`` is ``deps.store`` seen as ``AwaitableTransactions``: the purchase is
+    written in one of its transactions and this returns once that is durable, with
+    no thread parked on it. The key is completed (or, after a failed write,
+    released) awaitably too when ``deps.keys`` can, otherwise on a worker thread.
+    """
+    purchase = prepared.purchase
+    if purchase is None:
+        return prepared.created
+
+    def add(tx: BalanceRepository) -> Purchase:
+        return tx.add_purchase(purchase)
+
+    try:
+        await store.atomically(add)
+    except BaseException:
+        if prepared.key is not None:
+            await _release_key(deps.keys, prepared.user_id, prepared.key)
+        raise
+    if prepared.key is not None:
+        keys = deps.keys
+        if isinstance(keys, AwaitableCheckoutKeys):
+            await keys.complete_awaiting(
+                prepared.user_id, prepared.key, prepared.created.snapshot.id
+            )
+        else:
+            await asyncio.to_thread(
+                keys.complete, prepared.user_id, prepared.key, prepared.created.snapshot.id
+            )
+    return prepared.created
+
+
+async def _release_key(keys: CheckoutKeys, user_id: str, key: str) -> None:
+    if isinstance(keys, AwaitableCheckoutKeys):
+        await keys.release_awaiting(user_id, key)
+    else:
+        await asyncio.to_thread(keys.release, user_id, key)
 
 
 def _purchase_id(user_id: str, idempotency_key: str) -> str:
@@ -224,7 +341,8 @@ def _create(
     email: str | None,
     gift: bool = False,
     promo_code: str | None = None,
-) -> CreatedIntent:
+) -> tuple[CreatedIntent, Purchase]:
+    """The provider's intent and the pending purchase to record for it (not written here)."""
     discount = 0
     if promo_code is not None:
         assert deps.promos is not None
@@ -255,14 +373,13 @@ def _create(
     if gift:
         assert deps.gifts is not None
         index_gift(deps.gifts, snapshot.id, user_id, package.tokens, now)  # before the purchase
-    deps.store.add_purchase(
-        Purchase.pending(
-            snapshot.id, user_id, package.id, package.tokens, request.amount, now, gift=gift
-        )
+    purchase = Purchase.pending(
+        snapshot.id, user_id, package.id, package.tokens, request.amount, now, gift=gift
     )
     if promo_code is None:
-        return CreatedIntent(snapshot, request.amount)
-    return CreatedIntent(snapshot, request.amount, Money(discount, request.amount.currency))
+        return CreatedIntent(snapshot, request.amount), purchase
+    discounted = CreatedIntent(snapshot, request.amount, Money(discount, request.amount.currency))
+    return discounted, purchase
 
 
 def check_payment_intent(

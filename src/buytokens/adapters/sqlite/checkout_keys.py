@@ -9,9 +9,18 @@ from datetime import datetime
 from buytokens.adapters.sqlite.engine import SqliteDatabase
 from buytokens.ports.checkout import KeyReservation
 
+_COMPLETE = (
+    "UPDATE checkout_keys SET payment_intent_id = ? WHERE user_id = ? AND idempotency_key = ?"
+)
+_RELEASE = (
+    "DELETE FROM checkout_keys WHERE user_id = ? AND idempotency_key = ? "
+    "AND payment_intent_id IS NULL"
+)
+
 
 class SqliteCheckoutKeys:
-    """CheckoutKeys in the same SQLite file; the primary key makes a reservation atomic."""
+    """CheckoutKeys (and AwaitableCheckoutKeys) in the same SQLite file; the primary key makes
+    a reservation atomic."""
 
     def __init__(self, database: SqliteDatabase) -> None:
         self._db = database
@@ -42,18 +51,20 @@ class SqliteCheckoutKeys:
             return self._db.transact(reserve)
 
     def complete(self, user_id: str, key: str, payment_intent_id: str) -> None:
-        self._execute(
-            "UPDATE checkout_keys SET payment_intent_id = ? "
-            "WHERE user_id = ? AND idempotency_key = ?",
-            (payment_intent_id, user_id, key),
-        )
+        self._execute(_COMPLETE, (payment_intent_id, user_id, key))
 
     def release(self, user_id: str, key: str) -> None:
-        self._execute(
-            "DELETE FROM checkout_keys WHERE user_id = ? AND idempotency_key = ? "
-            "AND payment_intent_id IS NULL",
-            (user_id, key),
-        )
+        self._execute(_RELEASE, (user_id, key))
+
+    async def complete_awaiting(self, user_id: str, key: str, payment_intent_id: str) -> None:
+        await self._execute_awaiting(_COMPLETE, (payment_intent_id, user_id, key))
+
+    async def release_awaiting(self, user_id: str, key: str) -> None:
+        await self._execute_awaiting(_RELEASE, (user_id, key))
+
+    async def _execute_awaiting(self, sql: str, params: Sequence[object]) -> None:
+        with self._db.guarded():
+            await self._db.transact_async(lambda conn: conn.execute(sql, params))
 
     def _execute(self, sql: str, params: Sequence[object]) -> None:
         with self._db.guarded():
