@@ -7,8 +7,9 @@ other module under ``buytokens`` is internal and may change in any release.
 """
 
 from buytokens._version import __version__
-from buytokens.api import (
-    BuyTokens,
+from buytokens.api import BuyTokens
+from buytokens.api_codes import CodeListing, GiftCode, PromoCode, PromoPreview, RedeemedCode
+from buytokens.api_values import (
     EventOutcome,
     History,
     PaymentIntent,
@@ -16,7 +17,6 @@ from buytokens.api import (
     PurchaseRecord,
     StripeSettings,
 )
-from buytokens.api_codes import CodeListing, GiftCode, PromoCode, PromoPreview, RedeemedCode
 from buytokens.domain.catalogue import Catalogue, PaymentMethod, TokenPackage
 from buytokens.domain.codes import CodeKind, CodeState
 from buytokens.domain.crediting import Disposition
