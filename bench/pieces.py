@@ -37,8 +37,8 @@ from buytokens.domain.catalogue import DEFAULT_CATALOGUE
 from buytokens.domain.crediting import decide
 from buytokens.entrypoints.container import create_container
 from buytokens.entrypoints.web.edge import RequestIds, request_line
-from buytokens.entrypoints.web.routes import WEBHOOK_PATH
 from buytokens.entrypoints.web.schemas import WebhookResponse
+from buytokens.entrypoints.web.webhook_route import WEBHOOK_PATH
 from buytokens.services.crediting import CreditingDependencies, apply_payment_event
 from buytokens.services.webhooks import receive_webhook
 

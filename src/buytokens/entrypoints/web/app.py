@@ -13,7 +13,13 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from buytokens._version import __version__
 from buytokens.domain.errors import BuyTokensError
 from buytokens.entrypoints.container import Container, create_container
-from buytokens.entrypoints.web import code_routes, promo_routes, routes
+from buytokens.entrypoints.web import (
+    checkout_route,
+    code_routes,
+    promo_routes,
+    routes,
+    webhook_route,
+)
 from buytokens.entrypoints.web.edge import HttpEdge
 from buytokens.entrypoints.web.errors import domain_error_response, error_response, status_for
 from buytokens.entrypoints.web.maintenance import lifespan
@@ -27,14 +33,14 @@ _HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
-    413: routes.PayloadTooLarge.code,
+    413: webhook_route.PayloadTooLarge.code,
 }
 
 
 def create_app(container: Container | None = None) -> FastAPI:
     """Build the app on ``container`` (from the environment when omitted). No I/O here."""
     container = container or create_container()
-    container.wire(modules=[routes, code_routes, promo_routes])
+    container.wire(modules=[routes, checkout_route, code_routes, promo_routes])
     app = FastAPI(
         title="buytokens",
         version=__version__,
@@ -43,6 +49,8 @@ def create_app(container: Container | None = None) -> FastAPI:
     )
     app.state.container = container
     app.include_router(routes.router)
+    app.include_router(checkout_route.router)
+    app.include_router(webhook_route.router)
     app.include_router(code_routes.router)
     app.include_router(promo_routes.router)
     app.include_router(build_page_router(container.settings()))

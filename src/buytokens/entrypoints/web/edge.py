@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from buytokens.domain.errors import BuyTokensError
 from buytokens.entrypoints.container import Container
-from buytokens.entrypoints.web import routes
+from buytokens.entrypoints.web import webhook_route
 from buytokens.entrypoints.web.errors import domain_error_response, error_response
 
 log = logging.getLogger("buytokens.http")
@@ -36,7 +36,7 @@ def _limit(size: int) -> tuple[int, str]:
     return size, f"request bodies are limited to {size:,} bytes"
 
 
-_LIMITS = {routes.WEBHOOK_PATH: _limit(routes.WEBHOOK_MAX_BYTES)}
+_LIMITS = {webhook_route.WEBHOOK_PATH: _limit(webhook_route.WEBHOOK_MAX_BYTES)}
 _DEFAULT_LIMIT = _limit(REQUEST_MAX_BYTES)
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -151,10 +151,10 @@ class HttpEdge:
                 scope, receive, send_tagged
             )
         elif declared is not None and int(declared) > limit:
-            await error_response(413, routes.PayloadTooLarge.code, too_large)(
+            await error_response(413, webhook_route.PayloadTooLarge.code, too_large)(
                 scope, receive, send_tagged
             )
-        elif path == routes.WEBHOOK_PATH and scope["method"] == "POST":
+        elif path == webhook_route.WEBHOOK_PATH and scope["method"] == "POST":
             status = await self._webhook(
                 scope,
                 receive,
@@ -190,7 +190,7 @@ class HttpEdge:
         signature: str | None,
     ) -> int:
         """Read the body (counted against the limit), answer it; the status sent."""
-        limit, too_large = _LIMITS[routes.WEBHOOK_PATH]
+        limit, too_large = _LIMITS[webhook_route.WEBHOOK_PATH]
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -200,7 +200,7 @@ class HttpEdge:
                 chunk: bytes = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
-                    refusal = error_response(413, routes.PayloadTooLarge.code, too_large)
+                    refusal = error_response(413, webhook_route.PayloadTooLarge.code, too_large)
                     await refusal(scope, receive, send_tagged)
                     return refusal.status_code
                 chunks.append(chunk)
@@ -209,7 +209,7 @@ class HttpEdge:
                 raise ClientDisconnect
         payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
-            answer = await routes.answer_webhook(self._container, payload, signature)
+            answer = await webhook_route.answer_webhook(self._container, payload, signature)
         except BuyTokensError as exc:
             failure = domain_error_response(exc)
             await failure(scope, receive, send_tagged)

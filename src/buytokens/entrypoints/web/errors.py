@@ -22,7 +22,7 @@ from buytokens.domain.errors import (
 )
 from buytokens.entrypoints.web.auth import Unauthorized
 from buytokens.entrypoints.web.ratelimit import RateLimited
-from buytokens.entrypoints.web.routes import PayloadTooLarge
+from buytokens.entrypoints.web.webhook_route import PayloadTooLarge
 
 log = logging.getLogger("buytokens.http")
 

@@ -4,21 +4,14 @@ No ``from __future__ import annotations`` here: the injector reads the
 ``Annotated[..., Depends(Provide[...])]`` markers when the routes are decorated.
 """
 
-import json
-from collections.abc import Callable, Coroutine
 from functools import partial
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated
 
 from dependency_injector.wiring import Provide, inject
-from fastapi import APIRouter, Depends, Header, Path, Request
-from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
-from pydantic import ValidationError
+from fastapi import APIRouter, Depends, Header, Path
 from starlette.concurrency import run_in_threadpool
 
 from buytokens.domain.catalogue import Catalogue
-from buytokens.domain.crediting import Disposition
-from buytokens.domain.errors import BuyTokensError
 from buytokens.domain.money import currency_exponent
 from buytokens.domain.purchases import Purchase
 from buytokens.entrypoints.container import Container
@@ -27,8 +20,6 @@ from buytokens.entrypoints.web.provider_lane import ProviderLane
 from buytokens.entrypoints.web.ratelimit import RateLimiter
 from buytokens.entrypoints.web.schemas import (
     BalanceResponse,
-    CreateIntentRequest,
-    CreateIntentResponse,
     ErrorResponse,
     HealthResponse,
     IntentStatusResponse,
@@ -37,44 +28,22 @@ from buytokens.entrypoints.web.schemas import (
     PaymentMethodsResponse,
     PurchaseOut,
     PurchasesResponse,
-    WebhookResponse,
 )
 from buytokens.ports.balances import AwaitableTransactions, BalanceRepository
 from buytokens.services.buying import (
-    IDEMPOTENCY_KEY_ERRORS,
     BuyingDependencies,
     CheckingDependencies,
-    CreatedIntent,
-    PreparedIntent,
     check_payment_intent,
-    create_payment_intent,
-    prepare_payment_intent,
     purchases_of,
-    record_payment_intent_awaiting,
     recorded_check,
 )
 from buytokens.services.gifts import GiftCodes, gift_code_of
-from buytokens.services.webhooks import (
-    WebhookDependencies,
-    receive_webhook,
-    receive_webhook_awaiting,
-)
-
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-WEBHOOK_MAX_BYTES = 1_000_000
-WEBHOOK_PATH = "/api/custom/stripe/webhook"
 
 router = APIRouter()
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
+def errors_of(*codes: int) -> dict[int | str, dict[str, object]]:
     return {code: {"model": ErrorResponse} for code in codes}
-
-
-class PayloadTooLarge(BuyTokensError):
-    """The request body is larger than this route accepts."""
-
-    code = "payload_too_large"
 
 
 if TYPE_CHECKING:
@@ -141,7 +110,7 @@ def packages(catalogue: CatalogueDep) -> PackagesResponse:
 @router.get(
     "/api/custom/stripe/payment-methods",
     response_model=PaymentMethodsResponse,
-    responses=_errors(401),
+    responses=errors_of(401),
     tags=["catalogue"],
 )
 @inject
@@ -150,149 +119,10 @@ def payment_methods(user: User, buying: BuyingDep) -> PaymentMethodsResponse:
     return PaymentMethodsResponse(paymentMethods=[m.value for m in buying.payment_methods])
 
 
-class _CreateIntentRoute(APIRoute):
-    """The create-intent route, answered without FastAPI's parameter solving when it can be.
-
-    A JSON request whose body is a valid ``CreateIntentRequest`` is parsed,
-    authenticated and answered here directly; anything else (another content
-    type, a body that does not parse or validate) goes through FastAPI's own
-    handler, which gives the usual answers in the usual order. The declared
-    endpoint below still defines the route's OpenAPI description.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        standard = super().get_route_handler()
-
-        async def handler(request: Request) -> Response:
-            body = _plain_create_request(request.headers.get("content-type"), await request.body())
-            if body is None:
-                return await standard(request)
-            container: Container = request.app.state.container
-            user = container.authenticator().authenticate(request.headers.get("authorization"))
-            created = await _create_intent(
-                request,
-                body,
-                user,
-                container.buying(),
-                container.provider_lane(),
-                container.rate_limiter(),
-                request.headers.get(IDEMPOTENCY_HEADER),
-            )
-            return Response(_intent_answer(created), media_type="application/json")
-
-        return handler
-
-
-def _plain_create_request(content_type: str | None, payload: bytes) -> CreateIntentRequest | None:
-    """The body of an ordinary create-intent request; None for anything FastAPI should judge."""
-    if content_type is None or content_type.partition(";")[0].strip().lower() != (
-        "application/json"
-    ):
-        return None
-    try:
-        parsed = json.loads(payload)
-    except (ValueError, RecursionError):  # FastAPI's handler answers these its own way
-        return None
-    if not isinstance(parsed, dict):
-        return None
-    try:
-        return CreateIntentRequest.model_validate(parsed)
-    except ValidationError:
-        return None
-
-
-def _intent_answer(created: CreatedIntent) -> bytes:
-    """The JSON of ``CreateIntentResponse`` (``None`` left out), as FastAPI would render it."""
-    answer: dict[str, object] = {
-        "success": True,
-        "clientSecret": created.snapshot.client_secret,
-        "amount": created.amount.amount,
-        "currency": created.amount.currency,
-        "exponent": created.amount.exponent,
-        "paymentIntentId": created.snapshot.id,
-        "status": created.snapshot.status,
-    }
-    if created.discount is not None:
-        answer["discountAmount"] = created.discount.amount
-    return json.dumps(answer, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-
-
-@inject
-async def create_intent(
-    body: CreateIntentRequest,
-    request: Request,
-    user: User,
-    buying: BuyingDep,
-    lane: LaneDep,
-    limiter: Annotated[RateLimiter, Depends(Provided[Container.rate_limiter])],
-    idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
-) -> Response:
-    """Create a payment intent for a package; the price comes from the catalogue only.
-
-    The same ``Idempotency-Key`` from the same user returns the same intent; the
-    same key for another package or method is a 409. With ``promoCode`` the intent
-    charges the discounted price and the answer adds ``discountAmount``; a code that
-    is unknown, expired, disabled, used up, not for this package or already used by
-    the caller is 400 ``invalid_promo_code`` (the message says which).
-    """
-    created = await _create_intent(request, body, user, buying, lane, limiter, idempotency_key)
-    return Response(_intent_answer(created), media_type="application/json")
-
-
-router.add_api_route(
-    "/api/custom/stripe/create-payment-intent",
-    create_intent,
-    methods=["POST"],
-    response_model=CreateIntentResponse,
-    response_model_exclude_none=True,
-    responses=_errors(400, 401, 402, 409, 422, 429, 502, 503, 504),
-    tags=["checkout"],
-    route_class_override=_CreateIntentRoute,
-)
-
-
-async def _create_intent(
-    request: Request,
-    body: CreateIntentRequest,
-    user: AuthenticatedUser,
-    buying: BuyingDependencies,
-    lane: ProviderLane,
-    limiter: RateLimiter,
-    idempotency_key: str | None,
-) -> CreatedIntent:
-    limiter.hit(user.id, request.client.host if request.client else None)
-    store = buying.store
-    awaitable = _transacts_awaitably(store)
-    # Stripe may hang: on the lane's threads, never on the shared pool.
-    call = prepare_payment_intent if awaitable else create_payment_intent
-    try:
-        outcome = await lane.run(
-            partial(
-                call,
-                buying,
-                user.id,
-                body.packageId,
-                body.paymentMethod,
-                idempotency_key=idempotency_key,
-                email=user.email,
-                gift=body.gift,
-                promo_code=body.promoCode,
-            )
-        )
-        if not awaitable:  # the store blocks: it wrote on the lane's thread, after Stripe
-            return cast(CreatedIntent, outcome)
-        # Stripe has answered: the loop awaits the durable write, no thread waits on it.
-        return await record_payment_intent_awaiting(
-            buying, cast(AwaitableTransactions, store), cast(PreparedIntent, outcome)
-        )
-    except IDEMPOTENCY_KEY_ERRORS as exc:
-        raise exc.naming(IDEMPOTENCY_HEADER) from exc
-
-
 @router.get(
     "/api/custom/stripe/payment-intents/{payment_intent_id}",
     response_model=IntentStatusResponse,
-    responses=_errors(401, 404, 429, 502, 503, 504),
+    responses=errors_of(401, 404, 429, 502, 503, 504),
     tags=["checkout"],
 )
 @inject
@@ -314,7 +144,10 @@ async def payment_intent_status(
 
 
 @router.get(
-    "/api/custom/balance", response_model=BalanceResponse, responses=_errors(401), tags=["balance"]
+    "/api/custom/balance",
+    response_model=BalanceResponse,
+    responses=errors_of(401),
+    tags=["balance"],
 )
 @inject
 def balance(user: User, store: StoreDep) -> BalanceResponse:
@@ -326,7 +159,7 @@ def balance(user: User, store: StoreDep) -> BalanceResponse:
     "/api/custom/stripe/purchases",
     response_model=PurchasesResponse,
     response_model_exclude_unset=True,
-    responses=_errors(401),
+    responses=errors_of(401),
     tags=["balance"],
 )
 @inject
@@ -360,72 +193,13 @@ def _purchase_out(p: Purchase, gifts: GiftCodes | None) -> PurchaseOut:
     return out
 
 
-def _webhook_answer(disposition: Disposition) -> bytes:
-    return bytes(JSONResponse(WebhookResponse(outcome=disposition.value).model_dump()).body)
-
-
-# The webhook's answers are the same bytes for every request of one outcome.
-_WEBHOOK_ANSWERS = {disposition: _webhook_answer(disposition) for disposition in Disposition}
-
-
-@router.post(
-    WEBHOOK_PATH,
-    response_model=WebhookResponse,
-    responses=_errors(400, 413, 500, 503),
-    tags=["stripe"],
-)
-async def webhook(request: Request) -> Response:
-    """Stripe's signed events. 200 once the outcome is durably stored (processed, duplicate,
-    ignored, or flagged for review); 400 for anything not genuinely from Stripe; 5xx only
-    for a transient failure Stripe should retry."""
-    # In the app, ``HttpEdge`` serves this path with ``answer_webhook`` before routing;
-    # this route documents it and serves it wherever the router is used without the edge.
-    payload = await _read_capped(request, WEBHOOK_MAX_BYTES)
-    answer = await answer_webhook(
-        request.app.state.container, payload, request.headers.get("stripe-signature")
-    )
-    return Response(answer, media_type="application/json")
-
-
-async def answer_webhook(container: Container, payload: bytes, signature: str | None) -> bytes:
-    """The webhook's answer to one delivery (a JSON body, status 200), once its outcome is
-    durably stored; a ``BuyTokensError`` for anything else (see ``webhook``)."""
-    # The provider, not an injected parameter: overrides of the container still apply.
-    webhooks: WebhookDependencies = container.webhooks()
-    store = webhooks.events.store
-    if _transacts_awaitably(store):
-        # The check and the parse here (as cheap as a thread hop); the store's writer
-        # reads, decides and commits, and this awaits its durable commit.
-        applied = await receive_webhook_awaiting(
-            webhooks, cast(AwaitableTransactions, store), payload, signature
-        )
-    else:
-        # The store blocks: run it off the event loop.
-        applied = await run_in_threadpool(receive_webhook, webhooks, payload, signature)
-    return _WEBHOOK_ANSWERS[applied.disposition]
-
-
 _awaitable_seen: list[tuple[object, bool]] = []
 
 
-def _transacts_awaitably(store: object) -> bool:
+def transacts_awaitably(store: object) -> bool:
     """Whether ``store`` is ``AwaitableTransactions``; remembered for the last store asked."""
     if _awaitable_seen and _awaitable_seen[0][0] is store:
         return _awaitable_seen[0][1]
     answer = isinstance(store, AwaitableTransactions)
     _awaitable_seen[:] = [(store, answer)]
     return answer
-
-
-async def _read_capped(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"webhook bodies are limited to {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"webhook bodies are limited to {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
