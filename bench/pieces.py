@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sqlite3
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,12 +35,17 @@ from buytokens.adapters.sqlite.store import SqliteBalanceRepository
 from buytokens.adapters.stripe_events import parse_signed_event, sign_payload, translate_event
 from buytokens.adapters.system import SystemClock
 from buytokens.domain.catalogue import DEFAULT_CATALOGUE
+from buytokens.domain.checkout import ReceivedEvent
 from buytokens.domain.crediting import decide
 from buytokens.entrypoints.container import create_container
 from buytokens.entrypoints.web.edge import RequestIds, request_line
 from buytokens.entrypoints.web.schemas import WebhookResponse
 from buytokens.entrypoints.web.webhook_route import WEBHOOK_PATH
-from buytokens.services.crediting import CreditingDependencies, apply_payment_event
+from buytokens.services.crediting import (
+    CreditingDependencies,
+    apply_payment_event,
+    apply_payment_event_awaiting,
+)
 from buytokens.services.webhooks import receive_webhook
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -72,6 +78,18 @@ class _Inline(SqliteDatabase):
             raise
         conn.execute("COMMIT")
         return result
+
+    async def transact_async(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return self.transact(work)
+
+
+def _run_inline(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (the awaited path on ``_Inline``) without a loop."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    raise RuntimeError("the coroutine suspended")
 
 
 def _stores(directory: Path) -> list[tuple[str, SqliteBalanceRepository]]:
@@ -189,6 +207,28 @@ def pieces(count: int) -> list[tuple[str, float, float]]:
 
             priced.append((name, *_price(apply, count // 5)))
             store.close()
+        inline = SqliteBalanceRepository(
+            _Inline(Path(tmp) / "awaited.sqlite3", connection_factory=_NoSync), SystemClock()
+        )
+        deps = CreditingDependencies(inline, DEFAULT_CATALOGUE, SystemClock())
+        awaited_serial = iter(range(10**9))
+
+        def awaited(i: int) -> object:
+            event = received[i % len(received)]
+            assert event.payment_event is not None
+            fresh = attrs.evolve(
+                event.payment_event, payment_intent_id=f"pi_{next(awaited_serial)}"
+            )
+            return _run_inline(apply_payment_event_awaiting(deps, inline, fresh, received=event))
+
+        priced.append(
+            (
+                "apply_payment_event_awaiting, synchronous=OFF, on this thread "
+                "(the writer's work per lone credit)",
+                *_price(awaited, count // 5),
+            )
+        )
+        inline.close()
         db = SqliteDatabase(Path(tmp) / "hop.sqlite3")
         priced.append(
             (
@@ -208,6 +248,39 @@ def pieces(count: int) -> list[tuple[str, float, float]]:
     return priced
 
 
+def wal_pages_per_credit(count: int) -> float:
+    """Pages a lone credit writes to the WAL at its COMMIT (new intents, 64 users)."""
+    created = int(time.time())
+    with tempfile.TemporaryDirectory() as tmp:
+        database = _Inline(Path(tmp) / "pages.sqlite3", connection_factory=_NoSync)
+        store = SqliteBalanceRepository(database, SystemClock())
+        deps = CreditingDependencies(store, DEFAULT_CATALOGUE, SystemClock())
+        events = [
+            translate_event(
+                json.loads(succeeded_payload(f"evt_w_{i}", f"pi_w_{i}", f"user{i % 64}", created))
+            )
+            for i in range(2 * count)
+        ]
+
+        def credit(received: ReceivedEvent) -> None:
+            assert received.payment_event is not None
+            _run_inline(
+                apply_payment_event_awaiting(deps, store, received.payment_event, received=received)
+            )
+
+        for received in events[:count]:  # the tables are past their first pages
+            credit(received)
+        conn = database.connection()
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for received in events[count:]:
+            credit(received)
+        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        wal = os.path.getsize(f"{database.path}-wal")
+        store.close()
+    return (wal - 32) / (page_size + 24) / count
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=2000)
@@ -217,6 +290,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'piece':{width}}  {'wall us':>8}  {'process CPU us':>14}")
     for name, wall, cpu in rows:
         print(f"{name:{width}}  {wall * 1e6:8.1f}  {cpu * 1e6:14.1f}")
+    pages = wal_pages_per_credit(args.count)
+    print(f"\npages written to the WAL per lone credit (each COMMIT its own): {pages:.1f}")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 import attrs
 
@@ -148,17 +149,20 @@ def _on_succeeded(
 ) -> Decision:
     if current is not None and current.succeeded:
         return Decision(Disposition.DUPLICATE)
-    base = current or _placeholder(event.payment_intent_id, now)
-    user_id = base.user_id or event.user_id
-    package_id = base.package_id or event.package_id
-    tokens, price = base.tokens, base.price
+    known_user, known_package, tokens, price, gift = (
+        (None, None, 0, None, False)
+        if current is None
+        else (current.user_id, current.package_id, current.tokens, current.price, current.gift)
+    )
+    user_id = known_user or event.user_id
+    package_id = known_package or event.package_id
     problem = None
     if not event.user_id or not event.package_id:
         problem = "the payment carries no userId/packageId metadata"
-    elif base.user_id is not None and event.user_id != base.user_id:
-        problem = f"metadata userId {event.user_id!r} differs from the purchaser {base.user_id!r}"
-    elif base.package_id is not None and event.package_id != base.package_id:
-        problem = f"metadata packageId {event.package_id!r} differs from {base.package_id!r}"
+    elif known_user is not None and event.user_id != known_user:
+        problem = f"metadata userId {event.user_id!r} differs from the purchaser {known_user!r}"
+    elif known_package is not None and event.package_id != known_package:
+        problem = f"metadata packageId {event.package_id!r} differs from {known_package!r}"
     elif price is None:
         package = catalogue.find(event.package_id)
         if package is None:
@@ -171,24 +175,23 @@ def _on_succeeded(
         problem = promo_refusal
     if problem is None and price is not None and event.amount != price:
         problem = f"paid {_describe(event.amount)} but the package costs {_describe(price)}"
-    merged = attrs.evolve(
-        base,
-        user_id=user_id,
-        package_id=package_id,
-        tokens=tokens,
-        price=price,
-        succeeded=True,
-        gift=base.gift or event.gift,
-        updated_at=now,
-    )
+    pi = event.payment_intent_id
+    facts: dict[str, Any] = {
+        "user_id": user_id,
+        "package_id": package_id,
+        "tokens": tokens,
+        "price": price,
+        "succeeded": True,
+        "gift": gift or event.gift,
+    }
     if problem is not None or user_id is None:
-        flagged = attrs.evolve(merged, review_reason=problem)
+        flagged = _next(current, pi, now, review_reason=problem, **facts)
         return _transition(current, flagged, (), Disposition.NEEDS_REVIEW, problem or "")
-    if merged.gift:
+    if facts["gift"]:
         # A gift credits no one when paid: its code credits the redeemer (``redeem_gift``).
-        settled, takebacks = _rebalance(current, merged, taken)
+        settled, takebacks = _rebalance(current, _next(current, pi, now, **facts), taken)
         return _transition(current, settled, takebacks, Disposition.APPLIED)
-    credited = attrs.evolve(merged, tokens_credited=tokens)
+    credited = _next(current, pi, now, tokens_credited=tokens, **facts)
     credit = LedgerChange(
         key=credit_key(event.payment_intent_id),
         user_id=user_id,
@@ -211,8 +214,8 @@ def _on_attempted(current: Purchase | None, event: PaymentAttempted, now: dateti
             return Decision(Disposition.DUPLICATE)
         if _attempt_rank(event.outcome) <= _attempt_rank(current.attempt):
             return Decision(Disposition.DUPLICATE)
-    updated = attrs.evolve(
-        current, attempt=event.outcome, attempt_at=event.occurred_at, updated_at=now
+    updated = _next(
+        current, current.payment_intent_id, now, attempt=event.outcome, attempt_at=event.occurred_at
     )
     return _transition(current, updated, (), Disposition.APPLIED)
 
@@ -249,12 +252,10 @@ def approve_review(
     reason = check_reason(reason)
     if current.tokens_credited or current.gift:
         # Credited already, or a gift: its code credits the redeemer, not the buyer.
-        cleared = attrs.evolve(current, review_reason=None, updated_at=now)
+        cleared = _next(current, pi, now, review_reason=None)
         settled, takebacks = _rebalance(current, cleared, taken_back)
         return _transition(current, settled, takebacks, Disposition.APPLIED)
-    approved = attrs.evolve(
-        current, review_reason=None, tokens_credited=current.tokens, updated_at=now
-    )
+    approved = _next(current, pi, now, review_reason=None, tokens_credited=current.tokens)
     credit = LedgerChange(
         key=credit_key(pi),
         user_id=current.user_id,
@@ -276,16 +277,17 @@ def _attempt_rank(outcome: AttemptOutcome | None) -> int:
 def _on_refunded(
     current: Purchase | None, event: ChargeRefunded, now: datetime, taken: int
 ) -> Decision:
-    base = current or _placeholder(event.payment_intent_id, now)
-    if base.price is not None and event.amount_refunded.currency != base.price.currency:
-        problem = f"refund in {event.amount_refunded.currency} for a {base.price.currency} payment"
-        if base.review_reason is not None:
+    pi = event.payment_intent_id
+    price = None if current is None else current.price
+    if price is not None and event.amount_refunded.currency != price.currency:
+        problem = f"refund in {event.amount_refunded.currency} for a {price.currency} payment"
+        if current is not None and current.review_reason is not None:
             return Decision(Disposition.DUPLICATE)
-        flagged = attrs.evolve(base, review_reason=problem, updated_at=now)
+        flagged = _next(current, pi, now, review_reason=problem)
         return _transition(current, flagged, (), Disposition.NEEDS_REVIEW, problem)
-    if event.amount_refunded.amount <= base.amount_refunded:
+    if event.amount_refunded.amount <= (0 if current is None else current.amount_refunded):
         return Decision(Disposition.DUPLICATE)
-    updated = attrs.evolve(base, amount_refunded=event.amount_refunded.amount, updated_at=now)
+    updated = _next(current, pi, now, amount_refunded=event.amount_refunded.amount)
     settled, changes = _rebalance(current, updated, taken)
     return _transition(current, settled, changes, Disposition.APPLIED)
 
@@ -293,20 +295,38 @@ def _on_refunded(
 def _on_dispute(
     current: Purchase | None, event: DisputeChanged, now: datetime, taken: int
 ) -> Decision:
-    base = current or _placeholder(event.payment_intent_id, now)
-    known = base.dispute(event.dispute_id)
+    known = None if current is None else current.dispute(event.dispute_id)
     state = event.state if known is None else known.state.after(event.state)
     if known is not None and state is known.state:
         return Decision(Disposition.DUPLICATE)
     record = DisputeRecord(event.dispute_id, event.amount.amount, state)
-    others = tuple(d for d in base.disputes if d.dispute_id != event.dispute_id)
-    updated = attrs.evolve(base, disputes=(*others, record), updated_at=now)
+    disputes = () if current is None else current.disputes
+    others = tuple(d for d in disputes if d.dispute_id != event.dispute_id)
+    updated = _next(current, event.payment_intent_id, now, disputes=(*others, record))
     settled, changes = _rebalance(current, updated, taken)
     return _transition(current, settled, changes, Disposition.APPLIED)
 
 
-def _placeholder(payment_intent_id: str, now: datetime) -> Purchase:
-    return Purchase(payment_intent_id, None, None, 0, None, now, now)
+def _next(
+    current: Purchase | None, payment_intent_id: str, now: datetime, **facts: Any
+) -> Purchase:
+    """The purchase at its next version with ``facts`` merged in, built once.
+
+    An intent never seen starts from nothing known: no user, package or price.
+    """
+    if current is None:
+        return Purchase(
+            payment_intent_id,
+            facts.pop("user_id", None),
+            facts.pop("package_id", None),
+            facts.pop("tokens", 0),
+            facts.pop("price", None),
+            now,
+            now,
+            version=1,
+            **facts,
+        )
+    return attrs.evolve(current, updated_at=now, version=current.version + 1, **facts)
 
 
 def _rebalance(
@@ -314,18 +334,23 @@ def _rebalance(
 ) -> tuple[Purchase, tuple[LedgerChange, ...]]:
     """Move the take-backs to the target the money sets (see the module documentation).
 
-    ``taken`` is what the take-backs so far actually took from the balance.
+    ``purchase`` is at its next version; ``taken`` is what the take-backs so far
+    actually took from the balance.
     """
     purchase = _void_if_withdrawn(purchase)
     refund_target, held_target = _takeback_targets(purchase)
     target = refund_target + held_target
     reached = purchase.tokens_taken_back
-    settled = attrs.evolve(purchase, tokens_refunded=refund_target, tokens_held=held_target)
+    settled = (
+        purchase
+        if refund_target == purchase.tokens_refunded and held_target == purchase.tokens_held
+        else attrs.evolve(purchase, tokens_refunded=refund_target, tokens_held=held_target)
+    )
     owner = purchase.beneficiary
     if owner is None or target == reached:
         return settled, ()
     pi = purchase.payment_intent_id
-    version = _next_version(current)
+    version = purchase.version
     if target < reached:
         # Money came back: return what was taken beyond the target, never a shortfall.
         give_back = max(0, taken - target)
@@ -409,14 +434,10 @@ def redeem_gift(
         )
     if current.void_reason is not None:
         raise GiftVoid(f"this gift was withdrawn before it was redeemed ({current.void_reason})")
-    redeemed = attrs.evolve(
-        current,
-        redeemed_by=user_id,
-        redeemed_at=now,
-        tokens_credited=current.tokens,
-        updated_at=now,
-    )
     pi = current.payment_intent_id
+    redeemed = _next(
+        current, pi, now, redeemed_by=user_id, redeemed_at=now, tokens_credited=current.tokens
+    )
     credit = LedgerChange(
         key=credit_key(pi),
         user_id=redeemed.beneficiary or user_id,
@@ -442,10 +463,6 @@ def _takeback_targets(purchase: Purchase) -> tuple[int, int]:
     return refund, credited * gone // paid - refund
 
 
-def _next_version(current: Purchase | None) -> int:
-    return 1 if current is None else current.version + 1
-
-
 def _transition(
     current: Purchase | None,
     purchase: Purchase,
@@ -453,9 +470,9 @@ def _transition(
     disposition: Disposition,
     reason: str = "",
 ) -> Decision:
-    stored = attrs.evolve(purchase, version=_next_version(current))
+    """Store ``purchase`` (built by ``_next``, at the version after ``current``'s)."""
     expected = None if current is None else current.version
-    return Decision(disposition, PurchaseTransition(expected, stored, changes), reason)
+    return Decision(disposition, PurchaseTransition(expected, purchase, changes), reason)
 
 
 def _describe(money: Money) -> str:

@@ -13,7 +13,13 @@ import attrs
 
 from buytokens.domain.catalogue import Catalogue
 from buytokens.domain.checkout import Delivery, ReceivedEvent
-from buytokens.domain.crediting import Decision, Disposition, decide, taken_back
+from buytokens.domain.crediting import (
+    Decision,
+    Disposition,
+    PurchaseTransition,
+    decide,
+    taken_back,
+)
 from buytokens.domain.errors import ConcurrentUpdate
 from buytokens.domain.events import AttemptOutcome, PaymentAttempted, PaymentEvent, PaymentSucceeded
 from buytokens.domain.ledger import LedgerEntry
@@ -227,8 +233,13 @@ def settle_once(
         if delivery is not None:
             store.record_delivery(delivery)
         return Applied(decision.disposition, current, reason=decision.reason)
-    entries = store.commit(attrs.evolve(decision.transition, delivery=delivery))
-    return Applied(decision.disposition, decision.transition.purchase, entries, decision.reason)
+    transition = decision.transition
+    if delivery is not None:
+        transition = PurchaseTransition(
+            transition.expected_version, transition.purchase, transition.changes, delivery
+        )
+    entries = store.commit(transition)
+    return Applied(decision.disposition, transition.purchase, entries, decision.reason)
 
 
 def _kept_changing(payment_intent_id: str) -> ConcurrentUpdate:

@@ -138,6 +138,38 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE promo_uses ADD COLUMN cancel_pending INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX promo_uses_cancel_pending ON promo_uses (checkout_id) WHERE cancel_pending = 1;
     """,
+    # 8: the ledger rebuilt without AUTOINCREMENT, which wrote sqlite_sequence with every entry.
+    # Every entry keeps its seq; entries are never deleted, so a new entry's seq (the largest
+    # plus one) still follows all the others. Of the purchases' statuses only review is ever
+    # looked up: a partial index on those replaces the index every purchase write updated.
+    """
+    DROP INDEX ledger_by_user;
+    DROP INDEX ledger_by_payment_intent;
+    ALTER TABLE ledger RENAME TO ledger_v7;
+    CREATE TABLE ledger (
+        seq INTEGER PRIMARY KEY,
+        entry_key TEXT NOT NULL UNIQUE,
+        user_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        requested INTEGER NOT NULL,
+        applied INTEGER NOT NULL,
+        shortfall INTEGER NOT NULL CHECK (shortfall >= 0),
+        balance_after INTEGER NOT NULL CHECK (balance_after >= 0),
+        payment_intent_id TEXT,
+        reason TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    INSERT INTO ledger (seq, entry_key, user_id, kind, requested, applied, shortfall,
+        balance_after, payment_intent_id, reason, created_at)
+        SELECT seq, entry_key, user_id, kind, requested, applied, shortfall,
+        balance_after, payment_intent_id, reason, created_at FROM ledger_v7 ORDER BY seq;
+    DROP TABLE ledger_v7;
+    CREATE INDEX ledger_by_user ON ledger (user_id, seq);
+    CREATE INDEX ledger_by_payment_intent ON ledger (payment_intent_id, seq);
+    DROP INDEX purchases_by_status;
+    CREATE INDEX purchases_in_review ON purchases (updated_at, payment_intent_id)
+        WHERE status = 'needs_review';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -54,6 +54,10 @@ _ADD_TO_BALANCE = (
 )
 _RETURNING = sqlite3.sqlite_version_info >= (3, 35)
 
+# Written out, not bound, so that SQLite sees the query match the partial index
+# ``purchases_in_review`` (schema migration 8) when it prepares it.
+_IN_REVIEW = f"status = '{PurchaseStatus.NEEDS_REVIEW.value}'"
+
 
 class SqliteBalanceRepository:
     """A BalanceRepository in one SQLite file; the schema is created and migrated on first use."""
@@ -233,9 +237,9 @@ class SqliteBalanceRepository:
 
     def flagged_purchases(self, limit: int = 100) -> Sequence[Purchase]:
         rows = self._read(
-            f"SELECT {PURCHASE_COLUMNS} FROM purchases WHERE status = ? "  # noqa: S608
+            f"SELECT {PURCHASE_COLUMNS} FROM purchases WHERE {_IN_REVIEW} "  # noqa: S608
             "ORDER BY updated_at, payment_intent_id LIMIT ?",
-            (PurchaseStatus.NEEDS_REVIEW.value, limit),
+            (limit,),
         )
         return [purchase_from_row(row) for row in rows]
 
