@@ -147,6 +147,46 @@ def test_twenty_users_at_once_get_one_credit(stores: CodeStores, clock: FixedClo
     _assert_credited_once(desk, code, winner)
 
 
+@pytest.mark.parametrize("redeemed_first", [False, True], ids=["fresh", "redeemed"])
+def test_the_redeemer_retrying_while_others_try_credits_once(
+    stores: CodeStores, clock: FixedClock, redeemed_first: bool
+) -> None:
+    """Ten attempts by one user (retries after lost answers) and ten by others, at once.
+
+    On a fresh code every answer of 200 is that one winner's (a retry that finds
+    its own claim unfinished finishes it); on a code the user already redeemed
+    everyone gets 409, the redeemer told it was them. Either way: one credit.
+    """
+    (code,) = create_codes(_desk(stores, clock), TOKENS, 1, "launch")
+    if redeemed_first:
+        redeem_code(_desk(stores, clock), USER, code.display())
+    slow: Any = SlowReads(stores.codes)
+    desk = CodeDesk(slow, stores.balances, clock)
+    others = [f"{i:024x}" for i in range(1, 11)]
+    callers = [USER] * 10 + others
+
+    def attempt(i: int) -> tuple[str, str]:
+        try:
+            redeem_code(desk, callers[i], code.display())
+        except GiftAlreadyRedeemed as refused:
+            return callers[i], "by you" if "by you" in refused.message else "409"
+        return callers[i], "200"
+
+    outcomes = at_once(attempt, 20)
+    winners = {caller for caller, answer in outcomes if answer == "200"}
+    if redeemed_first:
+        assert winners == set()
+        assert sorted(answer for caller, answer in outcomes if caller == USER) == ["by you"] * 10
+    else:
+        assert len(winners) == 1
+    owner = USER if redeemed_first else winners.pop()
+    refused = [answer for caller, answer in outcomes if caller != owner]
+    assert refused == ["409"] * len(refused)
+    desk = _desk(stores, clock)
+    assert sum(desk.store.balance(user) for user in [USER, *others]) == TOKENS
+    _assert_credited_once(desk, code, owner)
+
+
 # -- crashes on every store: an injected failing store wrapper ------------------------------
 
 

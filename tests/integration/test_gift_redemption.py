@@ -168,6 +168,43 @@ def test_twenty_concurrent_redeemers_get_one_credit(stores: CodeStores, clock: F
     assert purchase.redeemed_by == users[outcomes.index("redeemed")]
 
 
+@pytest.mark.parametrize("redeemed_first", [False, True], ids=["fresh", "redeemed"])
+def test_the_redeemer_retrying_while_others_try_credits_once(
+    stores: CodeStores, clock: FixedClock, redeemed_first: bool
+) -> None:
+    """Ten attempts by the friend (retries after lost answers) and ten by others, at once:
+    one credit, to one user; a code already redeemed answers 409 to all, its redeemer told so."""
+    use_cases, desk = _parts(stores, clock)
+    _deliver(use_cases, _paid_gift())
+    if redeemed_first:
+        redeem_code(desk, FRIEND, _code())
+    others = [f"{n:024x}" for n in range(1, 11)]
+    callers = [FRIEND] * 10 + others
+
+    def attempt(index: int) -> tuple[str, str]:
+        try:
+            redeem_code(desk, callers[index], _code())
+        except GiftAlreadyRedeemed as refused:
+            return callers[index], "by you" if "by you" in refused.message else "409"
+        return callers[index], "200"
+
+    outcomes = at_once(attempt, 20)
+    winners = [caller for caller, answer in outcomes if answer == "200"]
+    assert len(winners) == (0 if redeemed_first else 1)
+    owner = FRIEND if redeemed_first else winners[0]
+    assert all(
+        answer == "by you" for caller, answer in outcomes if caller == owner and answer != "200"
+    )
+    assert all(answer == "409" for caller, answer in outcomes if caller != owner)
+    balances = {user: stores.balances.balance(user) for user in [FRIEND, *others]}
+    assert balances == {user: PACKAGE.tokens if user == owner else 0 for user in balances}
+    purchase = stores.balances.get_purchase("pi_gift")
+    assert purchase is not None
+    assert purchase.redeemed_by == owner
+    credits = [e for e in stores.balances.ledger(owner) if e.kind is EntryKind.REDEMPTION]
+    assert [e.applied for e in credits] == [PACKAGE.tokens]
+
+
 @pytest.mark.parametrize(
     "withdrawal",
     [
