@@ -10,6 +10,7 @@ from buytokens.domain.errors import (
     ChangeNotApplied,
     InvalidAdjustment,
     InvalidCatalogue,
+    InvalidUserId,
     OutcomeUnknown,
     StoreUnavailable,
     UserError,
@@ -24,6 +25,8 @@ from buytokens.domain.ledger import (
     LedgerChange,
     LedgerEntry,
     admin_adjustment,
+    check_reason,
+    check_user_id,
 )
 from buytokens.domain.money import MAX_AMOUNT, Money
 from buytokens.services.admin import GrantDependencies, grant_tokens
@@ -216,3 +219,16 @@ def test_a_grant_is_bounded_by_the_balance_it_would_add_to() -> None:
         grant_tokens(GrantDependencies(store, ids), "alice", 6, "more")
     grant_tokens(GrantDependencies(store, ids), "alice", 5, "more")
     assert store.balance("alice") == MAX_BALANCE
+
+
+@pytest.mark.parametrize(("value", "kind"), [(42, "int"), (None, "NoneType"), (b"ab", "bytes")])
+def test_a_user_id_or_reason_that_is_not_text_is_refused_naming_its_type(
+    value: object, kind: str
+) -> None:
+    """A caller of the library passing the wrong type learns which type it passed."""
+    with pytest.raises(InvalidUserId) as user:
+        check_user_id(value)  # type: ignore[arg-type]
+    assert user.value.message == f"user id must be a string, got {kind}"
+    with pytest.raises(InvalidAdjustment) as reason:
+        check_reason(value)  # type: ignore[arg-type]
+    assert reason.value.message == f"the reason must be text, got {kind}"

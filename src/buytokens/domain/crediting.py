@@ -189,7 +189,7 @@ def _on_succeeded(
         return _transition(current, flagged, (), Disposition.NEEDS_REVIEW, problem or "")
     if facts["gift"]:
         # A gift credits no one when paid: its code credits the redeemer (``redeem_gift``).
-        settled, takebacks = _rebalance(current, _next(current, pi, now, **facts), taken)
+        settled, takebacks = _rebalance(_next(current, pi, now, **facts), taken)
         return _transition(current, settled, takebacks, Disposition.APPLIED)
     credited = _next(current, pi, now, tokens_credited=tokens, **facts)
     credit = LedgerChange(
@@ -200,7 +200,7 @@ def _on_succeeded(
         payment_intent_id=event.payment_intent_id,
         reason=f"bought {package_id}",
     )
-    settled, takebacks = _rebalance(current, credited, taken)
+    settled, takebacks = _rebalance(credited, taken)
     return _transition(current, settled, (credit, *takebacks), Disposition.APPLIED)
 
 
@@ -253,7 +253,7 @@ def approve_review(
     if current.tokens_credited or current.gift:
         # Credited already, or a gift: its code credits the redeemer, not the buyer.
         cleared = _next(current, pi, now, review_reason=None)
-        settled, takebacks = _rebalance(current, cleared, taken_back)
+        settled, takebacks = _rebalance(cleared, taken_back)
         return _transition(current, settled, takebacks, Disposition.APPLIED)
     approved = _next(current, pi, now, review_reason=None, tokens_credited=current.tokens)
     credit = LedgerChange(
@@ -264,7 +264,7 @@ def approve_review(
         payment_intent_id=pi,
         reason=f"approved after review: {reason.strip()}",
     )
-    settled, takebacks = _rebalance(current, approved, taken_back)
+    settled, takebacks = _rebalance(approved, taken_back)
     return _transition(current, settled, (credit, *takebacks), Disposition.APPLIED)
 
 
@@ -288,7 +288,7 @@ def _on_refunded(
     if event.amount_refunded.amount <= (0 if current is None else current.amount_refunded):
         return Decision(Disposition.DUPLICATE)
     updated = _next(current, pi, now, amount_refunded=event.amount_refunded.amount)
-    settled, changes = _rebalance(current, updated, taken)
+    settled, changes = _rebalance(updated, taken)
     return _transition(current, settled, changes, Disposition.APPLIED)
 
 
@@ -303,7 +303,7 @@ def _on_dispute(
     disputes = () if current is None else current.disputes
     others = tuple(d for d in disputes if d.dispute_id != event.dispute_id)
     updated = _next(current, event.payment_intent_id, now, disputes=(*others, record))
-    settled, changes = _rebalance(current, updated, taken)
+    settled, changes = _rebalance(updated, taken)
     return _transition(current, settled, changes, Disposition.APPLIED)
 
 
@@ -329,9 +329,7 @@ def _next(
     return attrs.evolve(current, updated_at=now, version=current.version + 1, **facts)
 
 
-def _rebalance(
-    current: Purchase | None, purchase: Purchase, taken: int
-) -> tuple[Purchase, tuple[LedgerChange, ...]]:
+def _rebalance(purchase: Purchase, taken: int) -> tuple[Purchase, tuple[LedgerChange, ...]]:
     """Move the take-backs to the target the money sets (see the module documentation).
 
     ``purchase`` is at its next version; ``taken`` is what the take-backs so far
@@ -446,7 +444,7 @@ def redeem_gift(
         payment_intent_id=pi,
         reason=f"redeemed a gift of {current.package_id}",
     )
-    settled, takebacks = _rebalance(current, redeemed, taken_back)
+    settled, takebacks = _rebalance(redeemed, taken_back)
     return _transition(current, settled, (credit, *takebacks), Disposition.APPLIED)
 
 
