@@ -202,6 +202,15 @@ def test_an_unknown_package_is_flagged(store: InMemoryBalanceRepository, clock: 
     assert applied.disposition is Disposition.NEEDS_REVIEW
     assert applied.reason == "unknown package 'package_free'"
     assert store.balance("alice") == 0
+    flagged = store.get_purchase("pi_x")
+    assert flagged is not None
+    # Nothing is known of what it would credit: no tokens, no price, for an operator to see.
+    assert (flagged.user_id, flagged.package_id, flagged.tokens, flagged.price) == (
+        "alice",
+        "package_free",
+        0,
+        None,
+    )
 
 
 def test_a_late_failure_never_undoes_a_success(shop: _Harness) -> None:
@@ -222,6 +231,25 @@ def test_attempts_resolve_by_their_own_time_not_arrival(shop: _Harness) -> None:
     assert shop.status() is PurchaseStatus.PROCESSING
     shop.apply(_attempt(AttemptOutcome.FAILED, 30))
     assert shop.status() is PurchaseStatus.FAILED
+
+
+def test_an_attempt_keeps_what_the_purchase_was_bought_with(shop: _Harness) -> None:
+    """A failed attempt changes the attempt and the version, nothing the buyer chose."""
+    before = shop.store.get_purchase("pi_1")
+    assert before is not None
+    shop.clock.advance(timedelta(minutes=5))
+    shop.apply(_attempt(AttemptOutcome.FAILED, 30))
+    after = shop.store.get_purchase("pi_1")
+    assert after is not None
+    assert (after.user_id, after.package_id, after.tokens, after.price, after.created_at) == (
+        "alice",
+        "package_500k",
+        TOKENS,
+        PRICE,
+        before.created_at,
+    )
+    assert (after.attempt, after.attempt_at) == (AttemptOutcome.FAILED, T0 + timedelta(seconds=30))
+    assert (after.version, after.updated_at) == (before.version + 1, T0 + timedelta(minutes=5))
 
 
 def test_an_attempt_on_an_unknown_intent_is_ignored(

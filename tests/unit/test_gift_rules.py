@@ -292,3 +292,15 @@ def test_a_void_gift_says_why_it_was_withdrawn(withdrawal: PaymentEvent, why: st
     with pytest.raises(GiftVoid) as raised:
         _redeemed(_apply(None, _paid(), withdrawal))
     assert raised.value.message == f"this gift was withdrawn before it was redeemed ({why})"
+
+
+def test_a_gift_paid_after_checkout_keeps_its_record_and_is_stamped_when_paid() -> None:
+    """The pending gift's purchase, paid a day later: its creation stays, its update is the
+    payment's processing time, and it moves one version on."""
+    pending = Purchase.pending("pi_1", "buyer", "package_500k", TOKENS, PRICE, T0, gift=True)
+    later = datetime(2026, 5, 2, 8, 0, tzinfo=UTC)
+    decision = decide(pending, _paid(), DEFAULT_CATALOGUE, later, taken_back=0)
+    assert decision.transition is not None
+    paid = decision.transition.purchase
+    assert (paid.created_at, paid.updated_at, paid.version) == (T0, later, pending.version + 1)
+    assert (paid.user_id, paid.gift, paid.tokens_credited) == ("buyer", True, 0)
