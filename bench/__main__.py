@@ -7,6 +7,7 @@ machine; see bench/README.md for what every row means.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import time
@@ -35,6 +36,10 @@ def main(argv: list[str] | None = None) -> None:
         help="also run P1 and P2 with uvloop + httptools, for every app alike",
     )
     args = parser.parse_args(argv)
+    if args.uvicorn_standard and not all(
+        importlib.util.find_spec(module) for module in ("uvloop", "httptools")
+    ):
+        parser.error("--uvicorn-standard needs uvloop and httptools: pip install -e '.[bench]'")
     started = time.monotonic()
     print(f"# {time.strftime('%Y-%m-%d %H:%M %Z')}")
     print(f"# {cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
