@@ -11,6 +11,8 @@ import json
 
 import pytest
 
+from buytokens.entrypoints.web.auth import AuthenticatedUser
+from buytokens.entrypoints.web.routes import current_user
 from tests.e2e.conftest import Stack, auth
 
 CREATE = "/api/custom/stripe/create-payment-intent"
@@ -87,3 +89,19 @@ def test_the_idempotency_key_header_is_read_in_any_case(stack: Stack) -> None:
     first = stack.client.post(CREATE, json=BODY, headers=auth("alice") | {"Idempotency-Key": "k"})
     second = stack.client.post(CREATE, json=BODY, headers=auth("alice") | {"idempotency-key": "k"})
     assert first.json()["paymentIntentId"] == second.json()["paymentIntentId"]
+
+
+def test_an_override_of_the_signed_in_user_applies(stack: Stack) -> None:
+    """An embedder or a test that overrides ``current_user`` is answered through it, with no
+    token at all: the route's own fast path steps aside for ``dependency_overrides``."""
+    app = stack.client.app
+    app.dependency_overrides[current_user] = lambda: AuthenticatedUser("0123456789abcdef01234567")  # type: ignore[attr-defined]
+    try:
+        response = stack.client.post(CREATE, json=BODY)
+    finally:
+        app.dependency_overrides.clear()  # type: ignore[attr-defined]
+    assert response.status_code == 200, response.text
+    intent = response.json()["paymentIntentId"]
+    purchase = stack.container.store().get_purchase(intent)
+    assert purchase is not None
+    assert purchase.user_id == "0123456789abcdef01234567"
