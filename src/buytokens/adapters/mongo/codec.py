@@ -84,6 +84,16 @@ def parse_time(value: str) -> datetime:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
+def optional_time_text(value: datetime | None) -> str | None:
+    """``time_text`` of a moment that may be absent."""
+    return None if value is None else time_text(value)
+
+
+def parse_optional_time(value: str | None) -> datetime | None:
+    """``parse_time`` of a stored moment that may be absent."""
+    return None if value is None else parse_time(value)
+
+
 def bson_time(value: datetime) -> datetime:
     """A date as read from BSON, in UTC whether or not the client was timezone-aware."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

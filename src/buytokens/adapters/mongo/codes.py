@@ -17,7 +17,12 @@ from typing import Any
 
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
-from buytokens.adapters.mongo.codec import parse_time, time_text
+from buytokens.adapters.mongo.codec import (
+    optional_time_text,
+    parse_optional_time,
+    parse_time,
+    time_text,
+)
 from buytokens.adapters.mongo.connection import MongoDatabase
 from buytokens.domain.codes import CodeKind, CodeRecord, check_gift_index, check_same_gift
 from buytokens.domain.errors import StoreCorrupted, StoreUnavailable, UserError
@@ -113,10 +118,6 @@ def _guard() -> Iterator[None]:
         raise StoreUnavailable(f"MongoDB failed on {CODES}: {exc}") from exc
 
 
-def _maybe(value: Any) -> datetime | None:
-    return None if value is None else parse_time(value)
-
-
 def _document(r: CodeRecord) -> dict[str, Any]:
     return {
         "_id": r.digest,
@@ -125,7 +126,7 @@ def _document(r: CodeRecord) -> dict[str, Any]:
         "tokens": r.tokens,
         "reason": r.reason,
         "createdAt": time_text(r.created_at),
-        "expiresAt": None if r.expires_at is None else time_text(r.expires_at),
+        "expiresAt": optional_time_text(r.expires_at),
         "paymentIntentId": r.payment_intent_id,
         "buyerId": r.buyer_id,
         "redeemedBy": None,
@@ -142,12 +143,12 @@ def _record(doc: Mapping[str, Any]) -> CodeRecord:
             kind=CodeKind(doc["kind"]),
             tokens=int(doc["tokens"]),
             created_at=parse_time(doc["createdAt"]),
-            expires_at=_maybe(doc.get("expiresAt")),
+            expires_at=parse_optional_time(doc.get("expiresAt")),
             reason=str(doc.get("reason", "")),
             payment_intent_id=doc.get("paymentIntentId"),
             buyer_id=doc.get("buyerId"),
             redeemed_by=None if redeemed_by is None else str(redeemed_by),
-            redeemed_at=_maybe(doc.get("redeemedAt")),
+            redeemed_at=parse_optional_time(doc.get("redeemedAt")),
             credited=redeemed_by is not None and not doc.get("creditPending"),
         )
     except (KeyError, TypeError, ValueError, UserError) as exc:

@@ -20,7 +20,12 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from buytokens.adapters.mongo.codec import parse_time, time_text
+from buytokens.adapters.mongo.codec import (
+    optional_time_text,
+    parse_optional_time,
+    parse_time,
+    time_text,
+)
 from buytokens.adapters.mongo.connection import MongoDatabase
 from buytokens.domain.errors import StoreCorrupted, StoreUnavailable, UserError
 from buytokens.domain.money import Money
@@ -152,7 +157,7 @@ def _code_document(p: PromoCode) -> dict[str, Any]:
         "packageIds": None if p.package_ids is None else sorted(p.package_ids),
         "maxRedemptions": p.max_redemptions,
         "perUser": p.per_user,
-        "expiresAt": None if p.expires_at is None else time_text(p.expires_at),
+        "expiresAt": optional_time_text(p.expires_at),
         "createdAt": time_text(p.created_at),
         "disabled": p.disabled,
     }
@@ -173,7 +178,6 @@ def _code(doc: Mapping[str, Any]) -> PromoCode:
         )
         packages = doc.get("packageIds")
         limit = doc.get("maxRedemptions")
-        expires = doc.get("expiresAt")
         return PromoCode(
             code=str(doc["_id"]),
             discount=discount,
@@ -181,7 +185,7 @@ def _code(doc: Mapping[str, Any]) -> PromoCode:
             package_ids=None if packages is None else [str(p) for p in packages],
             max_redemptions=None if limit is None else int(limit),
             per_user=int(doc["perUser"]),
-            expires_at=None if expires is None else parse_time(expires),
+            expires_at=parse_optional_time(doc.get("expiresAt")),
             disabled=bool(doc.get("disabled", False)),
         )
     except (KeyError, TypeError, ValueError, UserError) as exc:
