@@ -18,7 +18,6 @@ from json.encoder import encode_basestring_ascii
 
 from starlette.datastructures import URL
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from buytokens.domain.errors import BuyTokensError
@@ -33,7 +32,7 @@ REQUEST_MAX_BYTES = 16_384
 
 
 def _limit(size: int) -> tuple[int, str]:
-    return size, f"request bodies are limited to {size:,} bytes"
+    return size, webhook_route.limit_message(size)
 
 
 _LIMITS = {webhook_route.WEBHOOK_PATH: _limit(webhook_route.WEBHOOK_MAX_BYTES)}
@@ -190,25 +189,8 @@ class HttpEdge:
         signature: str | None,
     ) -> int:
         """Read the body (counted against the limit), answer it; the status sent."""
-        limit, too_large = _LIMITS[webhook_route.WEBHOOK_PATH]
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.request":
-                chunk: bytes = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    refusal = error_response(413, webhook_route.PayloadTooLarge.code, too_large)
-                    await refusal(scope, receive, send_tagged)
-                    return refusal.status_code
-                chunks.append(chunk)
-                more = message.get("more_body", False)
-            elif message["type"] == "http.disconnect":
-                raise ClientDisconnect
-        payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
+            payload = await webhook_route.read_capped(receive, webhook_route.WEBHOOK_MAX_BYTES)
             answer = await webhook_route.answer_webhook(self._container, payload, signature)
         except BuyTokensError as exc:
             failure = domain_error_response(exc)

@@ -10,6 +10,8 @@ from typing import cast
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from buytokens.domain.crediting import Disposition
 from buytokens.domain.errors import BuyTokensError
@@ -55,7 +57,7 @@ async def webhook(request: Request) -> Response:
     for a transient failure Stripe should retry."""
     # In the app, ``HttpEdge`` serves this path with ``answer_webhook`` before routing;
     # this route documents it and serves it wherever the router is used without the edge.
-    payload = await _read_capped(request, WEBHOOK_MAX_BYTES)
+    payload = await read_capped(request.receive, WEBHOOK_MAX_BYTES)
     answer = await answer_webhook(
         request.app.state.container, payload, request.headers.get("stripe-signature")
     )
@@ -80,15 +82,26 @@ async def answer_webhook(container: Container, payload: bytes, signature: str | 
     return _WEBHOOK_ANSWERS[applied.disposition]
 
 
-async def _read_capped(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"webhook bodies are limited to {limit} bytes")
+def limit_message(size: int) -> str:
+    """What a refused body is told, for a route that takes at most ``size`` bytes."""
+    return f"request bodies are limited to {size:,} bytes"
+
+
+async def read_capped(receive: Receive, limit: int) -> bytes:
+    """The request's body from ``receive``, counted as it arrives; ``PayloadTooLarge`` as soon
+    as it passes ``limit`` bytes (a declared ``Content-Length`` is checked before this)."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"webhook bodies are limited to {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(limit_message(limit))
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
